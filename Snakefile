@@ -1,0 +1,21 @@
+# PASM: Point Adversarial Self Mining for facial expression recognition.
+# Usage: snakemake --cores 8 results/demo/round3/metrics.json   (see README.md)
+
+import sys
+
+sys.path.insert(0, workflow.basedir)  # the pasm package, also when it is not pip-installed
+
+configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/train.smk"
+include: "rules/search.smk"
+include: "rules/evaluate.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

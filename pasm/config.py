@@ -1,0 +1,101 @@
+"""Load and validate the workflow configuration once, at the edge: JSON schema plus defaults."""
+
+from __future__ import annotations
+
+import copy
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, misspelled, of the wrong type or out of range."""
+
+
+def load_schema() -> dict[str, Any]:
+    """Return the config schema with its local $refs inlined (so defaults behind $ref apply)."""
+    text = resources.files("pasm").joinpath("schemas/config.schema.yaml").read_text()
+    schema = yaml.safe_load(text)
+    definitions = schema.get("definitions", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/definitions/"):
+                return inline(copy.deepcopy(definitions[ref.rsplit("/", 1)[1]]))
+            return {k: inline(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [inline(v) for v in node]
+        return node
+
+    body = {k: v for k, v in schema.items() if k != "definitions"}
+    return inline(body)
+
+
+def _default_filling_validator() -> type:
+    """A Draft-7 validator class that inserts schema defaults for absent properties."""
+    base = jsonschema.Draft7Validator
+    validate_properties = base.VALIDATORS["properties"]
+
+    def fill_then_validate(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if name not in instance and isinstance(sub, dict) and "default" in sub:
+                    instance[name] = copy.deepcopy(sub["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(base, {"properties": fill_then_validate})
+
+
+def _key_path(error: jsonschema.ValidationError) -> str:
+    parts = [str(p) for p in error.absolute_path]
+    return ".".join(parts) if parts else "<top level>"
+
+
+def _semantic_errors(cfg: dict[str, Any]) -> list[str]:
+    """Checks a schema cannot express: cross-key consistency."""
+    errors = []
+    for name, ds in cfg["datasets"].items():
+        for phase in ("pretrain", "finetune"):
+            tr = ds[phase]
+            bad = [m for m in tr["lr_milestones"] if m > tr["epochs"]]
+            if bad:
+                errors.append(f"datasets.{name}.{phase}.lr_milestones: {bad} exceed epochs={tr['epochs']}")
+        if ds["model"]["arch"] == "compact" and ds["image_size"] < 16:
+            errors.append(f"datasets.{name}.image_size: too small for the compact CNN")
+    mask = cfg["method"]["mask_size"]
+    for name, ds in cfg["datasets"].items():
+        if mask > ds["image_size"]:
+            errors.append(
+                f"method.mask_size: {mask} is larger than datasets.{name}.image_size={ds['image_size']}"
+            )
+    return errors
+
+
+def validate_config(config: dict[str, Any], source: str = "config") -> dict[str, Any]:
+    """Validate a config mapping and return a copy with every default filled in.
+
+    Raises ConfigError listing every problem, each prefixed by its dotted key path.
+    """
+    cfg = copy.deepcopy(dict(config))
+    validator = _default_filling_validator()(load_schema())
+    errors = sorted(validator.iter_errors(cfg), key=lambda e: [str(p) for p in e.absolute_path])
+    lines = [f"{_key_path(e)}: {e.message}" for e in errors]
+    if not lines:
+        lines = _semantic_errors(cfg)
+    if lines:
+        raise ConfigError(f"invalid {source}:\n  " + "\n  ".join(lines))
+    return cfg
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file and validate it."""
+    path = Path(path)
+    with path.open() as fh:
+        data = yaml.safe_load(fh) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid {path}: the top level must be a mapping, got {type(data).__name__}")
+    return validate_config(data, source=str(path))

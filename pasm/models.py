@@ -1,0 +1,94 @@
+"""Network constructors and the self-describing model file that every later stage reads."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import torch
+import torchvision
+from torch import nn
+
+from pasm.h5store import atomic_path
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+MODEL_FORMAT = 1
+
+
+class _Block(nn.Module):
+    """A ResNet basic block: two 3x3 convolutions with a (projected) identity shortcut."""
+
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.short = (
+            nn.Identity()
+            if stride == 1 and cin == cout
+            else nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(out)) + self.short(x))
+
+
+class CompactResNet(nn.Module):
+    """A small ResNet for 48-96 px faces: stem, four basic blocks (w, 2w, 4w, 8w), global pooling."""
+
+    def __init__(self, num_classes: int = 7, width: int = 32) -> None:
+        super().__init__()
+        w = width
+        self.stem = nn.Sequential(nn.Conv2d(3, w, 3, 1, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True))
+        self.blocks = nn.Sequential(_Block(w, w, 2), _Block(w, 2 * w, 2), _Block(2 * w, 4 * w, 2), _Block(4 * w, 8 * w, 2))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(8 * w, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.pool(self.blocks(self.stem(x))), 1))
+
+
+def build_model(arch: str, num_classes: int = 7, width: int = 32) -> nn.Module:
+    """Construct an untrained network with a num_classes-way classifier."""
+    if arch == "compact":
+        return CompactResNet(num_classes, width)
+    if arch in ("resnet18", "resnet34"):
+        return getattr(torchvision.models, arch)(weights=None, num_classes=num_classes)
+    if arch == "vgg16":
+        return torchvision.models.vgg16(weights=None, num_classes=num_classes)
+    raise ValueError(f"unknown model arch {arch!r}; choose compact, resnet18, resnet34 or vgg16")
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes (identifies a teacher model unambiguously)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_model(path: str | Path, model: nn.Module, meta: dict[str, Any]) -> None:
+    """Write weights plus everything prediction needs (arch, classes, size, normalisation) atomically."""
+    required = {"arch", "width", "classes", "image_size", "mean", "std"}
+    missing = required - set(meta)
+    if missing:
+        raise ValueError(f"model metadata lacks {sorted(missing)}")
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        torch.save({"format": MODEL_FORMAT, "meta": meta, "state_dict": state}, tmp)
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Load a model file written by save_model; returns the network in eval mode and its metadata."""
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(blob, dict) or blob.get("format") != MODEL_FORMAT:
+        raise ValueError(f"{path}: not a pasm model file (format {MODEL_FORMAT})")
+    meta = blob["meta"]
+    model = build_model(meta["arch"], len(meta["classes"]), meta["width"])
+    model.load_state_dict(blob["state_dict"])
+    return model.to(device).eval(), meta

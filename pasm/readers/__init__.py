@@ -1,0 +1,1 @@
+"""Readers turn a data set on disk into a list of labelled image records."""

@@ -1,0 +1,261 @@
+"""One function per workflow stage: read artifacts, call the array functions, write artifacts.
+
+Workflow scripts only unpack Snakemake's job object and call these, so every stage can also be
+run and tested from plain Python.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from pasm.evaluation import classification_metrics, predict_logits
+from pasm.faces import build_faces
+from pasm.h5store import POINT_FIELDS, Faces, atomic_path, read_faces, read_table, write_faces, write_table
+from pasm.labels import CLASSES
+from pasm.masking import apply_masks
+from pasm.models import IMAGENET_MEAN, IMAGENET_STD, build_model, file_sha256, load_model, save_model
+from pasm.plots import confusion_plot, masked_grid
+from pasm.readers.folder import read_folder
+from pasm.training import TrainParams, train
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(name: str) -> str:
+    """Map the config's device ('auto', 'cpu', 'cuda') to a torch device string."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("config device is 'cuda' but torch sees no CUDA device")
+    return name
+
+
+def round_seed(seed: int, stage: str, rnd: int) -> int:
+    """A distinct, reproducible seed per (stage, round)."""
+    offsets = {"pretrain": 0, "search": 1, "finetune": 2}
+    return seed * 10_000 + rnd * 10 + offsets[stage]
+
+
+def make_demo(root: str | Path, demo_cfg: dict[str, Any], image_size: int) -> Path:
+    """Generate the synthetic demo data set into root (folder layout plus manifest)."""
+    from pasm.demo_faces import write_demo_dataset
+
+    return write_demo_dataset(
+        root, seed=demo_cfg["seed"], size=image_size, per_class=demo_cfg["per_class"],
+        label_noise=demo_cfg["label_noise"],
+    )
+
+
+def make_faces(name: str, ds: dict[str, Any], out_path: str | Path) -> Faces:
+    """Read a data set with its configured reader and write faces.h5."""
+    if ds["format"] not in ("demo", "folder"):
+        raise ValueError(f"datasets.{name}.format: unsupported reader {ds['format']!r}")
+    records = read_folder(ds["root"], ds["class_map"])
+    faces = build_faces(records, ds["image_size"], status="pre-aligned", attrs={"dataset": name, "format": ds["format"]})
+    _check_splits(name, ds, faces)
+    write_faces(out_path, faces)
+    return faces
+
+
+def _check_splits(name: str, ds: dict[str, Any], faces: Faces) -> None:
+    """Fail early if the configured train/val/eval splits are not in the data."""
+    wanted = [ds["train_split"], *([ds["val_split"]] if ds["val_split"] else []), *ds["eval_splits"]]
+    have = set(faces.splits.tolist()) | set(faces.subsets)
+    missing = [s for s in wanted if s not in have]
+    if missing:
+        raise ValueError(f"datasets.{name}: splits {missing} not found in {ds['root']} (found {sorted(have)})")
+
+
+def _meta(ds: dict[str, Any], name: str, rnd: int, config: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "arch": ds["model"]["arch"],
+        "width": ds["model"]["width"],
+        "classes": list(CLASSES),
+        "image_size": ds["image_size"],
+        "mean": list(IMAGENET_MEAN),
+        "std": list(IMAGENET_STD),
+        "alignment": {"format": ds["format"], "image_size": ds["image_size"]},
+        "dataset": name,
+        "round": rnd,
+        "config": config,
+    }
+
+
+def _val(faces: Faces, ds: dict[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
+    if not ds["val_split"]:
+        return None
+    rows = faces.rows(ds["val_split"])
+    return faces.images[rows], faces.labels[rows]
+
+
+def pretrain(
+    faces_path: str | Path, name: str, config: dict[str, Any], out_model: str | Path, out_log: str | Path,
+    progress: bool = True,
+) -> None:
+    """Round 0: train the network from scratch with cross-entropy (Eq. 1)."""
+    ds = config["datasets"][name]
+    device = resolve_device(config["device"])
+    faces = read_faces(faces_path)
+    rows = faces.rows(ds["train_split"])
+    torch.manual_seed(config["seed"])
+    model = build_model(ds["model"]["arch"], len(CLASSES), ds["model"]["width"])
+    params = TrainParams.from_config(ds["pretrain"], round_seed(config["seed"], "pretrain", 0))
+    meta = _meta(ds, name, 0, config)
+    history = train(
+        model, faces.images[rows], faces.labels[rows], params, mean=meta["mean"], std=meta["std"],
+        device=device, val=_val(faces, ds), log_csv=out_log, progress=progress,
+    )
+    meta["history"] = history
+    save_model(out_model, model, meta)
+
+
+def shard_rows(n_train: int, shard: int, n_shards: int) -> tuple[int, int]:
+    """Contiguous [start, stop) positions of shard `shard` (1-based) of n_shards over n_train items."""
+    if not 1 <= shard <= n_shards:
+        raise ValueError(f"shard {shard} is not in 1..{n_shards}")
+    return (shard - 1) * n_train // n_shards, shard * n_train // n_shards
+
+
+def parse_scatteritem(item: str) -> tuple[int, int]:
+    """'3-of-8' -> (3, 8), Snakemake's scatter item naming."""
+    try:
+        i, n = item.split("-of-")
+        return int(i), int(n)
+    except ValueError:
+        raise ValueError(f"scatter item {item!r} is not of the form '<i>-of-<n>'") from None
+
+
+def search_shard(
+    faces_path: str | Path, model_path: str | Path, name: str, config: dict[str, Any], rnd: int,
+    scatteritem: str, out_path: str | Path, progress: bool = True,
+) -> None:
+    """Find the most sensitive pixel of each training image in one shard (Sec. 3.2)."""
+    from pasm.point_search import SearchParams, search_points
+
+    ds = config["datasets"][name]
+    search = config["method"]["search"]
+    device = resolve_device(config["device"])
+    shard, n_shards = parse_scatteritem(scatteritem)
+    faces = read_faces(faces_path)
+    rows = faces.rows(ds["train_split"])
+    start, stop = shard_rows(len(rows), shard, n_shards)
+    sel = rows[start:stop]
+    model, meta = load_model(model_path, device)
+    params = SearchParams(
+        population=search["population"], generations=search["generations"], scale_f=search["scale_f"],
+        batch_size=search["batch_size"], seed=round_seed(config["seed"], "search", rnd),
+    )
+    t0 = time.perf_counter()
+    found = search_points(
+        model, faces.images[sel], faces.labels[sel], mean=meta["mean"], std=meta["std"], params=params,
+        device=device, progress=progress, indices=np.arange(start, stop),
+    )
+    seconds = time.perf_counter() - t0
+    table = {"index": sel.astype(np.int64), **{k: found[k] for k in POINT_FIELDS if k != "index"}}
+    log.info(
+        "shard %d/%d: %d images in %.1fs, %.0f queries/img, flipped %.1f%%, true-class prob %.3f -> %.3f",
+        shard, n_shards, len(sel), seconds, table["queries"].mean() if len(sel) else 0,
+        100 * table["flipped"].mean() if len(sel) else 0,
+        table["prob_before"].mean() if len(sel) else 0, table["prob_after"].mean() if len(sel) else 0,
+    )
+    write_table(out_path, table, {"shard": shard, "n_shards": n_shards, "start": start, "stop": stop,
+                                  "model_sha256": file_sha256(model_path), "round": rnd, "seconds": seconds,
+                                  "search": search})
+
+
+def gather_points(shard_paths: Sequence[str | Path], faces_path: str | Path, name: str, config: dict[str, Any],
+                  out_path: str | Path) -> None:
+    """Concatenate shard tables and verify every training image appears exactly once."""
+    ds = config["datasets"][name]
+    parts, attrs = [], []
+    for p in shard_paths:
+        table, a = read_table(p)
+        parts.append(table)
+        attrs.append(a)
+    table = {k: np.concatenate([t[k] for t in parts]) for k in POINT_FIELDS}
+    expected = read_faces(faces_path, with_images=False).rows(ds["train_split"])
+    order = np.argsort(table["index"], kind="stable")
+    table = {k: v[order] for k, v in table.items()}
+    idx = table["index"]
+    dup = np.unique(idx[1:][idx[1:] == idx[:-1]])
+    missing = np.setdiff1d(expected, idx)
+    extra = np.setdiff1d(idx, expected)
+    if dup.size or missing.size or extra.size:
+        raise ValueError(
+            f"points shards {list(map(str, shard_paths))} do not cover the training set exactly once: "
+            f"{dup.size} duplicated (e.g. {dup[:5].tolist()}), {missing.size} missing "
+            f"(e.g. {missing[:5].tolist()}), {extra.size} not training rows (e.g. {extra[:5].tolist()})"
+        )
+    shas = {a["model_sha256"] for a in attrs}
+    if len(shas) != 1:
+        raise ValueError(f"points shards were searched against different models: {sorted(shas)}")
+    write_table(out_path, table, {"model_sha256": shas.pop(), "n_shards": len(shard_paths),
+                                  "search_seconds": sum(a["seconds"] for a in attrs)})
+
+
+def make_masked(faces_path: str | Path, points_path: str | Path, name: str, config: dict[str, Any], rnd: int,
+                out_h5: str | Path, out_png: str | Path) -> None:
+    """Build the augmented training set: each image with its S x S patch filled (Sec. 3.3, Alg. 1 l.6-7)."""
+    size = config["method"]["mask_size"]
+    faces = read_faces(faces_path)
+    points, _ = read_table(points_path)
+    idx = points["index"]
+    clean = faces.images[idx]
+    masked = apply_masks(clean, points["x"], points["y"], points["rgb"], size)
+    write_table(out_h5, {"images": masked, "labels": faces.labels[idx], "index": idx, "x": points["x"],
+                         "y": points["y"], "rgb": points["rgb"]}, {"mask_size": size, "round": rnd})
+    masked_grid(clean, masked, faces.labels[idx], points["x"], points["y"], CLASSES, out_png,
+                title=f"{name} round {rnd}: masked training samples (S={size})")
+
+
+def finetune(
+    faces_path: str | Path, masked_path: str | Path, teacher_path: str | Path, name: str, config: dict[str, Any],
+    rnd: int, out_model: str | Path, out_log: str | Path, progress: bool = True,
+) -> None:
+    """Round r: student (initialised from the teacher) trained on masked images with Eq. 4."""
+    ds = config["datasets"][name]
+    method = config["method"]
+    device = resolve_device(config["device"])
+    faces = read_faces(faces_path)
+    masked, _ = read_table(masked_path)
+    teacher, tmeta = load_model(teacher_path, device)
+    student, _ = load_model(teacher_path, device)  # the student starts from the teacher's weights
+    params = TrainParams.from_config(ds["finetune"], round_seed(config["seed"], "finetune", rnd))
+    meta = _meta(ds, name, rnd, config)
+    history = train(
+        student, masked["images"], masked["labels"], params, mean=tmeta["mean"], std=tmeta["std"], device=device,
+        teacher=teacher, clean_images=faces.images[masked["index"]], alpha=method["alpha"], beta=method["beta"],
+        val=_val(faces, ds), log_csv=out_log, progress=progress,
+    )
+    meta.update(history=history, teacher_sha256=file_sha256(teacher_path), teacher_path=str(teacher_path))
+    save_model(out_model, student, meta)
+
+
+def evaluate(faces_path: str | Path, model_path: str | Path, name: str, config: dict[str, Any], rnd: int,
+             out_json: str | Path, out_png: str | Path) -> dict[str, Any]:
+    """Metrics of one round's model on the validation split and every evaluation split."""
+    ds = config["datasets"][name]
+    device = resolve_device(config["device"])
+    faces = read_faces(faces_path)
+    model, meta = load_model(model_path, device)
+    splits = list(dict.fromkeys(([ds["val_split"]] if ds["val_split"] else []) + ds["eval_splits"]))
+    result: dict[str, Any] = {"dataset": name, "round": rnd, "model": str(model_path),
+                              "model_sha256": file_sha256(model_path), "classes": list(CLASSES), "splits": {}}
+    for split in splits:
+        rows = faces.rows(split)
+        logits = predict_logits(model, faces.images[rows], meta["mean"], meta["std"], device=device)
+        result["splits"][split] = classification_metrics(faces.labels[rows], logits.argmax(1), CLASSES)
+        log.info("round %d %s: accuracy %.4f (n=%d)", rnd, split, result["splits"][split]["accuracy"], len(rows))
+    main_split = ds["eval_splits"][0]
+    confusion_plot(np.array(result["splits"][main_split]["confusion_matrix"]), CLASSES, out_png,
+                   title=f"{name} round {rnd}, {main_split}: accuracy {result['splits'][main_split]['accuracy']:.3f}")
+    with atomic_path(out_json) as tmp:
+        tmp.write_text(json.dumps(result, indent=2))
+    return result

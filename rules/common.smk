@@ -1,0 +1,100 @@
+# Config validation (once, before any job) and the path/parameter helpers used by the rules.
+
+import re
+
+from snakemake.exceptions import WorkflowError
+
+from pasm.config import ConfigError, validate_config
+
+try:
+    CFG = validate_config(config, source="workflow config (config.yaml, --configfile, --config)")
+except ConfigError as exc:
+    raise WorkflowError(str(exc)) from None
+
+DEMO_ROOTS = {ds["root"].rstrip("/"): name for name, ds in CFG["datasets"].items() if ds["format"] == "demo"}
+
+scattergather:
+    search=CFG["method"]["shards"],
+
+
+wildcard_constraints:
+    ds="[A-Za-z0-9_]+",
+    r="[0-9]+",
+    scatteritem="[0-9]+-of-[0-9]+",
+
+
+def dataset_cfg(name):
+    """The validated config block of data set `name`, with a clear error for unknown names."""
+    if name not in CFG["datasets"]:
+        raise WorkflowError(f"data set {name!r} is not in the config's datasets (known: {sorted(CFG['datasets'])})")
+    return CFG["datasets"][name]
+
+
+def job_config(name, with_method):
+    """The part of the config a job depends on: its data set's block (and the method's if used).
+
+    Passed as a rule param, so a change to another data set's block does not rerun this job.
+    """
+    return {
+        "seed": CFG["seed"],
+        "device": CFG["device"],
+        "threads": CFG["threads"],
+        "datasets": {name: dataset_cfg(name)},
+        "method": CFG["method"] if with_method else {},
+    }
+
+
+def data_params(wildcards):
+    """Config slice for data preparation: reader settings only, no training keys."""
+    ds = dataset_cfg(wildcards.ds)
+    keep = ("format", "root", "image_size", "class_map", "train_split", "val_split", "eval_splits")
+    return {"datasets": {wildcards.ds: {k: ds[k] for k in keep}}}
+
+
+def train_params(wildcards):
+    """Config slice for pretraining and evaluation (no PASM method keys)."""
+    return job_config(wildcards.ds, with_method=False)
+
+
+def round_params(wildcards):
+    """Config slice for the PASM stages of a round (search, masking, fine-tuning)."""
+    return job_config(wildcards.ds, with_method=True)
+
+
+def dataset_source(wildcards):
+    """What faces.h5 is built from: the generated demo's manifest, or the user's data root."""
+    ds = dataset_cfg(wildcards.ds)
+    if ds["format"] == "demo":
+        return f"{ds['root'].rstrip('/')}/manifest.csv"
+    return ds["root"]
+
+
+def demo_params(wildcards):
+    """Generator settings of the demo data set whose root is being generated."""
+    ds = dataset_cfg(DEMO_ROOTS[wildcards.demo_root])
+    return {"demo": ds["demo"], "image_size": ds["image_size"]}
+
+
+def previous_model(wildcards):
+    """Round r is built from round r-1's network (the teacher)."""
+    return f"results/{wildcards.ds}/round{int(wildcards.r) - 1}/model.pt"
+
+
+def previous_metrics(wildcards):
+    """Evaluating round r also evaluates rounds 0..r-1, so a round's target yields every round's metrics."""
+    r = int(wildcards.r)
+    return [f"results/{wildcards.ds}/round{r - 1}/metrics.json"] if r > 0 else []
+
+
+def round_model(wildcards):
+    """The network of the round being evaluated."""
+    return f"results/{wildcards.ds}/round{wildcards.r}/model.pt"
+
+
+def all_targets():
+    """Default target: metrics of rounds 0..method.rounds for every configured data set."""
+    return [
+        f"results/{name}/round{r}/metrics.json"
+        for name in CFG["datasets"]
+        for r in range(CFG["method"]["rounds"] + 1)
+    ]
