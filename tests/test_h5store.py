@@ -1,0 +1,50 @@
+"""HDF5 artifacts round-trip, and a failed write leaves nothing under the final name."""
+
+import numpy as np
+import pytest
+
+from pasm.h5store import Faces, atomic_path, read_faces, read_table, write_faces, write_table
+
+
+def _faces(n=5):
+    rng = np.random.default_rng(0)
+    return Faces(
+        images=rng.integers(0, 256, (n, 8, 8, 3), dtype=np.uint8),
+        labels=np.arange(n) % 7,
+        splits=np.array(["train", "train", "test", "val", "test"][:n]),
+        sources=np.array([f"img{i}.png" for i in range(n)]),
+        status=np.array(["pre-aligned"] * n),
+        subsets={"occl": np.array([False, False, True, False, False][:n])},
+        attrs={"dataset": "x", "classes": ["a"]},
+    )
+
+
+def test_faces_round_trip(tmp_path):
+    f = _faces()
+    write_faces(tmp_path / "faces.h5", f)
+    g = read_faces(tmp_path / "faces.h5")
+    assert (g.images == f.images).all() and (g.labels == f.labels).all()
+    assert g.splits.tolist() == f.splits.tolist() and g.sources.tolist() == f.sources.tolist()
+    assert g.attrs == f.attrs
+    assert g.rows("test").tolist() == [2, 4] and g.rows("occl").tolist() == [2]
+    with pytest.raises(KeyError, match="nope"):
+        g.rows("nope")
+
+
+def test_failed_write_leaves_no_file(tmp_path):
+    target = tmp_path / "out.h5"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"partial")
+            raise RuntimeError("killed")
+    assert not target.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_table_round_trip_and_length_check(tmp_path):
+    write_table(tmp_path / "t.h5", {"a": np.arange(3), "b": np.ones((3, 3), np.uint8)}, {"k": 1})
+    t, attrs = read_table(tmp_path / "t.h5")
+    assert t["a"].tolist() == [0, 1, 2] and t["b"].shape == (3, 3) and attrs == {"k": 1}
+    with pytest.raises(ValueError, match="differ in length"):
+        write_table(tmp_path / "u.h5", {"a": np.arange(3), "b": np.arange(2)})
+    assert not (tmp_path / "u.h5").exists()

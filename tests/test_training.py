@@ -1,0 +1,83 @@
+"""Training: it learns, the teacher stays frozen, the student starts from the teacher, logs are written."""
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+
+from pasm.models import build_model, load_model, save_model
+from pasm.training import TrainParams, train
+
+MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+
+
+def _data(n=96, size=16, seed=0):
+    """Two classes separable by brightness of the left half."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, n)
+    imgs = rng.integers(60, 120, (n, size, size, 3)).astype(np.uint8)
+    imgs[labels == 1, :, : size // 2] += 100
+    return imgs, labels
+
+
+def _params(**kw):
+    base = dict(epochs=4, batch_size=16, lr=0.05, lr_milestones=[3], crop_pad=1, flip=False, seed=0)
+    return TrainParams(**{**base, **kw})
+
+
+def test_pretraining_learns_and_logs(tmp_path):
+    imgs, labels = _data()
+    model = build_model("compact", 7, width=4)
+    hist = train(model, imgs, labels, _params(), mean=MEAN, std=STD, val=(imgs, labels),
+                 log_csv=tmp_path / "log.csv", progress=False)
+    assert hist[-1]["val_acc"] > 0.9
+    rows = list(csv.DictReader(open(tmp_path / "log.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+    assert float(rows[-1]["lr"]) == pytest.approx(0.005)  # decayed x0.1 at epoch 3
+
+
+def test_same_seed_same_weights():
+    imgs, labels = _data()
+    a, b = build_model("compact", 7, width=4), build_model("compact", 7, width=4)
+    b.load_state_dict(a.state_dict())
+    train(a, imgs, labels, _params(epochs=2), mean=MEAN, std=STD, progress=False)
+    train(b, imgs, labels, _params(epochs=2), mean=MEAN, std=STD, progress=False)
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(va, vb), k
+
+
+def test_teacher_is_frozen_and_student_starts_from_it(tmp_path):
+    imgs, labels = _data()
+    teacher = build_model("compact", 7, width=4)
+    train(teacher, imgs, labels, _params(epochs=1), mean=MEAN, std=STD, progress=False)
+    meta = {"arch": "compact", "width": 4, "classes": list("abcdefg"), "image_size": 16, "mean": MEAN, "std": STD}
+    save_model(tmp_path / "t.pt", teacher, meta)
+    teacher, _ = load_model(tmp_path / "t.pt")
+    student, loaded_meta = load_model(tmp_path / "t.pt")
+    assert loaded_meta == meta
+    for a, b in zip(teacher.state_dict().values(), student.state_dict().values()):
+        assert torch.equal(a, b)
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    masked = imgs.copy()
+    masked[:, 4:8, 4:8] = 0
+    train(student, masked, labels, _params(epochs=1), mean=MEAN, std=STD, teacher=teacher,
+          clean_images=imgs, alpha=1.0, beta=0.5, progress=False)
+    assert not teacher.training
+    assert all(not p.requires_grad for p in teacher.parameters())
+    for k, v in teacher.state_dict().items():
+        assert torch.equal(v, before[k]), k  # BatchNorm statistics included
+    assert any(not torch.equal(v, before[k]) for k, v in student.state_dict().items())
+
+
+def test_teacher_needs_aligned_clean_images():
+    imgs, labels = _data()
+    with pytest.raises(ValueError, match="clean_images"):
+        train(build_model("compact", 7, width=4), imgs, labels, _params(), mean=MEAN, std=STD,
+              teacher=build_model("compact", 7, width=4), clean_images=imgs[:10], progress=False)
+
+
+def test_model_file_requires_metadata(tmp_path):
+    with pytest.raises(ValueError, match="lacks"):
+        save_model(tmp_path / "m.pt", build_model("compact", 7, width=4), {"arch": "compact"})
+    assert not (tmp_path / "m.pt").exists()

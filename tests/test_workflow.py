@@ -1,0 +1,149 @@
+"""The real Snakemake workflow on a tiny demo: artifacts, caching, rebuild scope, dry run, bad config."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import numpy as np
+import pytest
+import yaml
+
+from pasm.h5store import read_faces, read_table
+from pasm.masking import patch_bounds
+from pasm.models import file_sha256, load_model
+
+from conftest import REPO, run_snakemake
+
+TINY = {
+    "seed": 3,
+    "device": "cpu",
+    "threads": 1,
+    "datasets": {
+        "tiny": {
+            "format": "demo",
+            "root": "data/tiny",
+            "image_size": 32,
+            "eval_splits": ["test", "occlusion"],
+            "demo": {"per_class": {"train": 6, "val": 2, "test": 3, "occlusion": 3}},
+            "model": {"arch": "compact", "width": 4},
+            "pretrain": {"epochs": 2, "batch_size": 16, "lr": 0.05, "lr_milestones": [2], "crop_pad": 2},
+            "finetune": {"epochs": 1, "batch_size": 16, "lr": 0.01, "lr_milestones": [1], "crop_pad": 2},
+        }
+    },
+    "method": {"rounds": 2, "mask_size": 5, "shards": 2, "search": {"population": 6, "generations": 2}},
+}
+
+
+def job_counts(stdout: str) -> dict[str, int]:
+    """Parse the 'Job stats' table of a Snakemake dry run."""
+    counts = {}
+    block = stdout.split("Job stats:", 1)[1] if "Job stats:" in stdout else ""
+    for line in block.splitlines():
+        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if m and m.group(1) != "total":
+            counts[m.group(1)] = int(m.group(2))
+    return counts
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    wd = tmp_path_factory.mktemp("tiny")
+    (wd / "config.yaml").write_text(yaml.safe_dump(TINY))
+    run_snakemake(wd, "--cores", "2", "results/tiny/round2/metrics.json")
+    return wd
+
+
+def test_faces_artifact(tiny_run):
+    faces = read_faces(tiny_run / "results/tiny/faces.h5")
+    assert faces.images.shape == (7 * (6 + 2 + 3 + 3), 32, 32, 3) and faces.images.dtype == np.uint8
+    assert sorted(set(faces.splits)) == ["occlusion", "test", "train", "val"]
+    assert set(faces.labels.tolist()) == set(range(7))
+    assert faces.attrs["classes"][0] == "angry" and faces.attrs["classes"][6] == "neutral"
+    assert (faces.status == "pre-aligned").all()
+
+
+@pytest.mark.parametrize("rnd", [1, 2])
+def test_points_cover_the_training_set(tiny_run, rnd):
+    base = tiny_run / f"results/tiny/round{rnd}"
+    assert sorted(p.name for p in (base / "points").iterdir()) == ["1-of-2.h5", "2-of-2.h5"]
+    pts, attrs = read_table(base / "points.h5")
+    train_rows = read_faces(tiny_run / "results/tiny/faces.h5", with_images=False).rows("train")
+    assert pts["index"].tolist() == train_rows.tolist()
+    assert ((0 <= pts["x"]) & (pts["x"] < 32) & (0 <= pts["y"]) & (pts["y"] < 32)).all()
+    assert pts["rgb"].shape == (len(train_rows), 3) and pts["rgb"].dtype == np.uint8
+    assert (pts["prob_after"] <= pts["prob_before"] + 1e-6).all()
+    assert (pts["queries"] >= 1).all() and (pts["queries"] <= 1 + 6 * 3).all()
+    assert attrs["model_sha256"] == file_sha256(tiny_run / f"results/tiny/round{rnd - 1}/model.pt")
+
+
+def test_masks_are_centred_on_points_and_filled(tiny_run):
+    faces = read_faces(tiny_run / "results/tiny/faces.h5")
+    m, attrs = read_table(tiny_run / "results/tiny/round1/masked.h5")
+    assert attrs["mask_size"] == 5
+    y0, y1, x0, x1 = patch_bounds(m["x"], m["y"], 5, 32, 32)
+    for i, row in enumerate(m["index"]):
+        img, clean = m["images"][i], faces.images[row]
+        inside = np.zeros((32, 32), bool)
+        inside[y0[i] : y1[i], x0[i] : x1[i]] = True
+        assert inside[m["y"][i], m["x"][i]]
+        assert (img[inside] == m["rgb"][i]).all()
+        assert (img[~inside] == clean[~inside]).all()
+    assert (tiny_run / "results/tiny/round1/masked_examples.png").stat().st_size > 1000
+
+
+def test_each_round_is_taught_by_the_previous_one(tiny_run):
+    base = tiny_run / "results/tiny"
+    for rnd in (1, 2):
+        _, meta = load_model(base / f"round{rnd}/model.pt")
+        assert meta["round"] == rnd
+        assert meta["teacher_sha256"] == file_sha256(base / f"round{rnd - 1}/model.pt")
+    _, meta0 = load_model(base / "round0/model.pt")
+    assert meta0["classes"][3] == "happy" and meta0["image_size"] == 32
+
+
+def test_metrics_for_every_round(tiny_run):
+    for rnd in (0, 1, 2):
+        metrics = json.loads((tiny_run / f"results/tiny/round{rnd}/metrics.json").read_text())
+        assert metrics["round"] == rnd
+        assert set(metrics["splits"]) == {"val", "test", "occlusion"}
+        test = metrics["splits"]["test"]
+        assert test["n"] == 21 and np.array(test["confusion_matrix"]).sum() == 21
+        assert set(test) >= {"accuracy", "mean_class_accuracy", "per_class_accuracy", "confusion_matrix"}
+        assert 0.0 <= test["accuracy"] <= 1.0
+        assert (tiny_run / f"results/tiny/round{rnd}/confusion.png").exists()
+        assert (tiny_run / f"results/tiny/logs/round{rnd}/evaluate.log").read_text().strip()
+
+
+def test_rerun_does_nothing_and_deleting_points_reruns_only_dependents(tiny_run):
+    proc = run_snakemake(tiny_run, "-n", "--cores", "2", "results/tiny/round2/metrics.json")
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+    (tiny_run / "results/tiny/round2/points.h5").unlink()
+    proc = run_snakemake(tiny_run, "-n", "--cores", "2", "results/tiny/round2/metrics.json")
+    assert job_counts(proc.stdout) == {"gather_points": 1, "masked_samples": 1, "finetune": 1, "evaluate": 1}
+    run_snakemake(tiny_run, "--cores", "2", "results/tiny/round2/metrics.json")
+    proc = run_snakemake(tiny_run, "-n", "--cores", "2", "results/tiny/round2/metrics.json")
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_dry_run_of_the_demo_target(tmp_path):
+    shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
+    proc = run_snakemake(tmp_path, "-n", "--cores", "2", "results/demo/round3/metrics.json")
+    shards = yaml.safe_load((REPO / "config.yaml").read_text())["method"]["shards"]
+    assert job_counts(proc.stdout) == {
+        "demo_images": 1, "faces": 1, "pretrain": 1, "search_points": 3 * shards, "gather_points": 3,
+        "masked_samples": 3, "finetune": 3, "evaluate": 4,
+    }
+    assert not (tmp_path / "results").exists()
+
+
+def test_bad_config_is_rejected_before_any_job(tmp_path):
+    bad = {**TINY, "method": {**TINY["method"], "beta": "a lot", "search": {"population": 6, "generatoins": 2}}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(bad))
+    proc = run_snakemake(tmp_path, "-n", "--cores", "1", check=False)
+    assert proc.returncode != 0
+    err = proc.stdout + proc.stderr
+    assert "method.beta: 'a lot' is not of type 'number'" in err
+    assert "method.search: Additional properties are not allowed ('generatoins' was unexpected)" in err
+    assert not (tmp_path / "results").exists()
