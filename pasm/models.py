@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torchvision
 from torch import nn
 
 from pasm.h5store import atomic_path
@@ -56,6 +55,8 @@ def build_model(arch: str, num_classes: int = 7, width: int = 32) -> nn.Module:
     """Construct an untrained network with a num_classes-way classifier."""
     if arch == "compact":
         return CompactResNet(num_classes, width)
+    import torchvision  # imported here: it costs seconds at start-up (torch._dynamo) and most jobs never need it
+
     if arch in ("resnet18", "resnet34"):
         return getattr(torchvision.models, arch)(weights=None, num_classes=num_classes)
     if arch == "vgg16":

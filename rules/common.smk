@@ -4,12 +4,19 @@ import re
 
 from snakemake.exceptions import WorkflowError
 
+from snakemake.logging import logger
+
 from pasm.config import ConfigError, validate_config
+from pasm.staleness import mark_stale, stale_consumers
 
 try:
     CFG = validate_config(config, source="workflow config (config.yaml, --configfile, --config)")
 except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
+
+if CFG["rebuild_deleted"]:
+    for _path in mark_stale(stale_consumers("results", CFG["datasets"])):
+        logger.info(f"{_path} was built from an artifact that has been deleted: it will be rebuilt")
 
 DEMO_ROOTS = {ds["root"].rstrip("/"): name for name, ds in CFG["datasets"].items() if ds["format"] == "demo"}
 

@@ -121,7 +121,7 @@ def test_rerun_does_nothing_and_deleting_points_reruns_only_dependents(tiny_run)
     assert "Nothing to be done" in proc.stdout + proc.stderr
     (tiny_run / "results/tiny/round2/points.h5").unlink()
     proc = run_snakemake(tiny_run, "-n", "--cores", "2", "results/tiny/round2/metrics.json")
-    assert job_counts(proc.stdout) == {"gather_points": 1, "masked_samples": 1, "finetune": 1, "evaluate": 1}
+    assert job_counts(proc.stdout + proc.stderr) == {"gather_points": 1, "masked_samples": 1, "finetune": 1, "evaluate": 1}
     run_snakemake(tiny_run, "--cores", "2", "results/tiny/round2/metrics.json")
     proc = run_snakemake(tiny_run, "-n", "--cores", "2", "results/tiny/round2/metrics.json")
     assert "Nothing to be done" in proc.stdout + proc.stderr
@@ -131,7 +131,7 @@ def test_dry_run_of_the_demo_target(tmp_path):
     shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
     proc = run_snakemake(tmp_path, "-n", "--cores", "2", "results/demo/round3/metrics.json")
     shards = yaml.safe_load((REPO / "config.yaml").read_text())["method"]["shards"]
-    assert job_counts(proc.stdout) == {
+    assert job_counts(proc.stdout + proc.stderr) == {
         "demo_images": 1, "faces": 1, "pretrain": 1, "search_points": 3 * shards, "gather_points": 3,
         "masked_samples": 3, "finetune": 3, "evaluate": 4,
     }
