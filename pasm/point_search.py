@@ -1,0 +1,331 @@
+"""Batched one-pixel adversarial point search (Su et al.'s differential evolution).
+
+PASM needs, every round, the most attack-sensitive pixel of every training image. This module
+finds it with the one-pixel attack of Su et al. ("One pixel attack for fooling deep neural
+networks"): differential evolution (DE/rand/1, no crossover) over candidates (x, y, r, g, b),
+minimising the softmax probability of the true class. Populations of many images are evaluated
+together in forward passes of ``batch_size`` perturbed images built by indexed writes on the
+device.
+
+Semantics worth knowing:
+
+* An image whose clean prediction is correct stops as soon as its best-so-far candidate flips the
+  prediction (argmax != label); it is then removed from later forward passes.
+* An image already misclassified on the clean input cannot "flip"; it runs the full budget
+  ``population * (generations + 1)`` (plus the clean query) minimising the true-class probability.
+  Its ``flipped`` output is still "argmax of the perturbed image != label" (usually True), so
+  combine it with ``clean_correct`` when a real flip is meant.
+* All randomness is counter-based: uniform numbers are hashed (splitmix64) from
+  (seed, global image index, generation, member, dimension). The points found for image i
+  therefore do not depend on which other images share the call, on ``batch_size`` or on early
+  stops of other images; a shard ``images[a:b]`` with ``indices=arange(a, b)`` reproduces the full
+  run's rows a:b (bit-exactly when the model's per-row outputs do not depend on the batch they
+  are computed in).
+* ``prob_after`` is the lowest true-class probability among evaluated candidates; it is below
+  ``prob_before`` unless no candidate pixel lowers it (it is not clamped to the clean value).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+__all__ = ["SearchParams", "search_points", "build_perturbed", "evaluate_candidates",
+           "initial_population", "mutate", "uniforms", "image_keys"]
+
+# Candidate layout: columns of a (..., 5) integer array.
+X, Y, R, G, B = range(5)
+_NDIM = 5
+_INIT_DRAWS = 8  # x, y, and three Box-Muller pairs for r, g, b
+_STEP_DRAWS = 3  # offsets picking the three distinct donors r1, r2, r3
+
+_GAMMA = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+_KEY_BLOCK = 2048  # images per block when hashing random numbers (bounds temporary memory)
+
+
+@dataclass
+class SearchParams:
+    """Differential-evolution settings of the one-pixel point search."""
+
+    population: int = 400      # Su et al.'s default
+    generations: int = 100
+    scale_f: float = 0.5       # DE mutation factor F
+    batch_size: int = 50       # perturbed images per forward pass; small is fastest on CPU, big on GPU
+    seed: int = 0
+
+
+# --------------------------------------------------------------------------- counter-based randomness
+
+
+def _mix64(z: np.ndarray) -> np.ndarray:
+    """splitmix64 finaliser applied elementwise, in place, to a uint64 array (wrapping arithmetic)."""
+    with np.errstate(over="ignore"):
+        z ^= z >> np.uint64(30)
+        z *= _MIX1
+        z ^= z >> np.uint64(27)
+        z *= _MIX2
+        z ^= z >> np.uint64(31)
+    return z
+
+
+def image_keys(seed: int, indices: np.ndarray) -> np.ndarray:
+    """One 64-bit random key per image from (seed, global image index); keys seed all its draws."""
+    s = _mix64(np.array([int(seed) % 2**64], dtype=np.uint64))
+    idx = np.asarray(indices).astype(np.uint64)
+    with np.errstate(over="ignore"):
+        return _mix64(s ^ _mix64(idx * _GAMMA + _GAMMA))
+
+
+def uniforms(keys: np.ndarray, step: int, shape: tuple[int, ...]) -> np.ndarray:
+    """U[0, 1) float64 draws of shape (len(keys), *shape) for stream ``step``, a pure function of
+    (key, step, position), so each image's numbers ignore which other images are present."""
+    n = int(np.prod(shape))
+    out = np.empty((len(keys), n), dtype=np.float64)
+    with np.errstate(over="ignore"):
+        step_key = _mix64(np.array([step + 1], dtype=np.uint64) * _GAMMA)
+        ctr = np.arange(1, n + 1, dtype=np.uint64) * _GAMMA
+        for s in range(0, len(keys), _KEY_BLOCK):
+            k = _mix64(keys[s:s + _KEY_BLOCK] ^ step_key)
+            h = _mix64(k[:, None] + ctr[None, :])
+            out[s:s + _KEY_BLOCK] = (h >> np.uint64(11)).astype(np.float64) * 2.0**-53
+    return out.reshape(len(keys), *shape)
+
+
+def _uniform_int(u: np.ndarray, n: int) -> np.ndarray:
+    """Map U[0, 1) draws to integers in [0, n)."""
+    return np.minimum(np.floor(u * n).astype(np.int64), n - 1)
+
+
+# --------------------------------------------------------------------------- differential evolution
+
+
+def initial_population(u: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Su et al.'s initial candidates from (A, P, 8) uniforms: x, y uniform over the image,
+    rgb ~ Normal(128, 127) clipped to [0, 255]; returns int16 (A, P, 5)."""
+    pop = np.empty(u.shape[:2] + (_NDIM,), dtype=np.int16)
+    pop[..., X] = _uniform_int(u[..., 0], width)
+    pop[..., Y] = _uniform_int(u[..., 1], height)
+    u1, u2 = u[..., 2:8:2], u[..., 3:8:2]  # Box-Muller pairs, one per channel
+    z = np.sqrt(-2.0 * np.log1p(-u1)) * np.cos(2.0 * np.pi * u2)
+    pop[..., R:] = np.rint(np.clip(128.0 + 127.0 * z, 0.0, 255.0))
+    return pop
+
+
+def _donors(u: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Three distinct member indices per member, all different from the member itself, from
+    (A, P, 3) uniforms (uniform over such triples)."""
+    p = u.shape[1]
+    a = _uniform_int(u[..., 0], p - 1)
+    b = _uniform_int(u[..., 1], p - 2)
+    c = _uniform_int(u[..., 2], p - 3)
+    b += b >= a
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    c += c >= lo
+    c += c >= hi
+    own = np.arange(p)[None, :]
+    return tuple((own + 1 + off) % p for off in (a, b, c))  # offsets in [0, p-2] never hit own
+
+
+def mutate(pop: np.ndarray, u: np.ndarray, scale_f: float, height: int, width: int) -> np.ndarray:
+    """DE/rand/1 trials without crossover: c_r1 + F * (c_r2 - c_r3), clipped to the bounds and
+    rounded; pop int (A, P, 5), u (A, P, 3) uniforms; returns int16 (A, P, 5)."""
+    r1, r2, r3 = _donors(u)
+    c = pop.astype(np.float32)  # values <= 2**15 are exact; float32 halves the temporaries
+    take = lambda r: np.take_along_axis(c, r[..., None], axis=1)  # noqa: E731
+    trial = take(r1) + np.float32(scale_f) * (take(r2) - take(r3))
+    hi = np.array([width - 1, height - 1, 255, 255, 255], dtype=np.float32)
+    return np.rint(np.clip(trial, np.float32(0), hi)).astype(np.int16)
+
+
+# --------------------------------------------------------------------------- batched evaluation
+
+
+def _normalise(u8: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """uint8 0..255 values -> (v/255 - mean) / std, float32; channel axis must broadcast with mean."""
+    return (u8.float() / 255.0 - mean) / std
+
+
+def build_perturbed(clean: torch.Tensor, uniq_idx: torch.Tensor, row_idx: torch.Tensor,
+                    cand: torch.Tensor | None, mean: torch.Tensor,
+                    std: torch.Tensor) -> torch.Tensor:
+    """Normalised (B, 3, H, W) batch whose row k is clean image ``clean[uniq_idx[row_idx[k]]]``
+    (uint8 N,3,H,W) with pixel (x, y) set to rgb from ``cand[k]`` (B, 5 int64; None: clean).
+    Each distinct image is normalised once, replicated by a gather, then all pixels are written
+    with one indexed assignment."""
+    norm = _normalise(clean.index_select(0, uniq_idx), mean.view(3, 1, 1), std.view(3, 1, 1))
+    batch = norm.index_select(0, row_idx)
+    if cand is not None:
+        rows = torch.arange(len(cand), device=batch.device)
+        batch[rows, :, cand[:, Y], cand[:, X]] = _normalise(cand[:, R:], mean, std)
+    return batch
+
+
+def _chunk_plan(img_idx: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Split rows into forward chunks of ``batch_size``; within each chunk, consecutive rows of the
+    same image share one normalised copy. Returns (run_images, run_of_row, local_run_of_row)."""
+    n = len(img_idx)
+    new_run = np.ones(n, dtype=bool)
+    new_run[1:] = img_idx[1:] != img_idx[:-1]
+    new_run[::batch_size] = True  # runs never straddle chunks
+    run_of_row = np.cumsum(new_run) - 1
+    chunk_first_run = run_of_row[::batch_size]
+    local = run_of_row - np.repeat(chunk_first_run, batch_size)[:n]
+    return img_idx[new_run], run_of_row, local
+
+
+def _true_prob(model: torch.nn.Module, batch: torch.Tensor,
+               labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """True-class softmax probability and "prediction != label" for one forward pass."""
+    logits = model(batch).float()
+    prob = logits.softmax(dim=1).gather(1, labels[:, None])[:, 0]
+    return prob, logits.argmax(dim=1) != labels
+
+
+def evaluate_candidates(model: torch.nn.Module, clean: torch.Tensor, labels: torch.Tensor,
+                        img_idx: np.ndarray, cand: np.ndarray | None, mean: torch.Tensor,
+                        std: torch.Tensor, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """True-class probabilities (float32) and flip flags (bool) of rows (img_idx[k], cand[k]),
+    in forward chunks of ``batch_size`` rows; ``cand=None`` evaluates the clean images."""
+    img_idx = np.ascontiguousarray(img_idx, dtype=np.int64)
+    if len(img_idx) == 0:
+        return np.zeros(0, np.float32), np.zeros(0, bool)
+    device = clean.device
+    run_images, run_of_row, local = _chunk_plan(img_idx, batch_size)
+    to_dev = lambda a: torch.from_numpy(a.astype(np.int64)).to(device)  # noqa: E731
+    run_images_t, local_t, labels_t = to_dev(run_images), to_dev(local), labels[to_dev(img_idx)]
+    cand_t = None if cand is None else to_dev(cand)
+    probs, flips = [], []
+    for s in range(0, len(img_idx), batch_size):
+        e = min(s + batch_size, len(img_idx))
+        uniq = run_images_t[int(run_of_row[s]):int(run_of_row[e - 1]) + 1]
+        batch = build_perturbed(clean, uniq, local_t[s:e], None if cand_t is None else cand_t[s:e],
+                                mean, std)
+        p, f = _true_prob(model, batch, labels_t[s:e])
+        probs.append(p)
+        flips.append(f)
+    return torch.cat(probs).cpu().numpy(), torch.cat(flips).cpu().numpy()
+
+
+# --------------------------------------------------------------------------- search driver
+
+
+def _select(pop: np.ndarray, fit: np.ndarray, flip: np.ndarray, trial: np.ndarray,
+            p_trial: np.ndarray, f_trial: np.ndarray) -> None:
+    """DE selection in place: a trial replaces its parent when its true-class probability is lower."""
+    better = p_trial < fit
+    pop[better] = trial[better]
+    fit[better] = p_trial[better]
+    flip[better] = f_trial[better]
+
+
+def _update_best(rows: np.ndarray, pop: np.ndarray, fit: np.ndarray, flip: np.ndarray,
+                 best: np.ndarray, best_p: np.ndarray, best_f: np.ndarray) -> None:
+    """Keep each image's best-so-far candidate (strictly lower true-class probability wins)."""
+    j = fit.argmin(axis=1)
+    a = np.arange(len(rows))
+    improved = fit[a, j] < best_p[rows]
+    r, jj = rows[improved], j[improved]
+    best[r] = pop[improved, jj]
+    best_p[r] = fit[improved, jj]
+    best_f[r] = flip[improved, jj]
+
+
+def search_points(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, *,
+                  mean: Sequence[float], std: Sequence[float], params: SearchParams,
+                  device: str | torch.device = "cpu", progress: bool = True,
+                  indices: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Find each image's most sensitive pixel with Su et al.'s one-pixel attack (non-targeted DE).
+
+    images: uint8 (N, H, W, 3); labels: int (N,); the model (already on ``device``) maps the
+    normalised float (B, 3, H, W) batch to logits. ``indices`` are the images' global indices
+    (default arange(N)) and key the randomness, so shards reproduce the full run. Returns arrays
+    of length N: x, y (int32), rgb (uint8, N x 3), prob_before, prob_after (float32), flipped,
+    queries (int32, forwards spent incl. the clean one), clean_correct.
+    """
+    images = np.asarray(images)
+    labels = np.asarray(labels)
+    if images.ndim != 4 or images.shape[3] != 3 or images.dtype != np.uint8:
+        raise ValueError(f"images must be uint8 (N, H, W, 3), got {images.dtype} {images.shape}")
+    n, height, width, _ = images.shape
+    if labels.shape != (n,):
+        raise ValueError(f"labels must have shape ({n},), got {labels.shape}")
+    pop_size, gens = int(params.population), int(params.generations)
+    if pop_size < 4:
+        raise ValueError("DE/rand/1 needs population >= 4 (three donors distinct from the member)")
+    if gens < 0 or params.batch_size < 1:
+        raise ValueError("generations must be >= 0 and batch_size >= 1")
+    indices = np.arange(n) if indices is None else np.asarray(indices)
+    if indices.shape != (n,) or (n and indices.min() < 0):
+        raise ValueError(f"indices must be {n} non-negative global image indices")
+
+    device = torch.device(device)
+    keys = image_keys(params.seed, indices)
+    best = np.zeros((n, _NDIM), dtype=np.int16)
+    best_p = np.full(n, np.inf, dtype=np.float32)
+    best_f = np.zeros(n, dtype=bool)
+    queries = np.zeros(n, dtype=np.int32)
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            src = np.ascontiguousarray(images)
+            src_t = torch.from_numpy(src) if src.flags.writeable else torch.tensor(src)
+            clean = src_t.to(device).permute(0, 3, 1, 2).contiguous()  # never written to
+            labels_t = torch.from_numpy(labels.astype(np.int64)).to(device)
+            mean_t = torch.tensor(list(mean), dtype=torch.float32, device=device)
+            std_t = torch.tensor(list(std), dtype=torch.float32, device=device)
+
+            def evaluate(rows: np.ndarray, cand: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+                return evaluate_candidates(model, clean, labels_t, rows, cand, mean_t, std_t,
+                                           params.batch_size)
+
+            everyone = np.arange(n)
+            prob_before, wrong = evaluate(everyone, None)
+            clean_correct = ~wrong
+            queries += 1
+
+            # Generation 0: Su et al.'s random initial population.
+            pop = initial_population(uniforms(keys, 0, (pop_size, _INIT_DRAWS)), height, width)
+            p, f = evaluate(np.repeat(everyone, pop_size), pop.reshape(-1, _NDIM))
+            fit, flip = p.reshape(n, pop_size), f.reshape(n, pop_size)
+            queries += pop_size
+            _update_best(everyone, pop, fit, flip, best, best_p, best_f)
+
+            active = everyone
+            bar = tqdm(total=gens, desc="point search", unit="gen", disable=not progress)
+            try:
+                for gen in range(1, gens + 1):
+                    keep = ~(clean_correct[active] & best_f[active])
+                    active, pop, fit, flip = active[keep], pop[keep], fit[keep], flip[keep]
+                    bar.set_postfix(active=len(active))
+                    if len(active) == 0:
+                        break
+                    u = uniforms(keys[active], gen, (pop_size, _STEP_DRAWS))
+                    trial = mutate(pop, u, params.scale_f, height, width)
+                    p, f = evaluate(np.repeat(active, pop_size), trial.reshape(-1, _NDIM))
+                    queries[active] += pop_size
+                    _select(pop, fit, flip, trial, p.reshape(-1, pop_size), f.reshape(-1, pop_size))
+                    _update_best(active, pop, fit, flip, best, best_p, best_f)
+                    bar.update(1)
+            finally:
+                bar.close()
+    finally:
+        model.train(was_training)
+
+    return {
+        "x": best[:, X].astype(np.int32),
+        "y": best[:, Y].astype(np.int32),
+        "rgb": best[:, R:].astype(np.uint8),
+        "prob_before": prob_before.astype(np.float32),
+        "prob_after": best_p.astype(np.float32),
+        "flipped": best_f.copy(),
+        "queries": queries,
+        "clean_correct": clean_correct.astype(bool),
+    }
