@@ -8,6 +8,7 @@ if DEMO_ROOTS:
             "{demo_root}/manifest.csv",
         params:
             demo=demo_params,
+        threads: 2
         log:
             "results/logs/demo_images/{demo_root}.log",
         wildcard_constraints:
