@@ -10,6 +10,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from pasm.labels import CLASSES
+
 
 class ConfigError(ValueError):
     """A configuration value is missing, misspelled, of the wrong type or out of range."""
@@ -66,13 +68,24 @@ def _semantic_errors(cfg: dict[str, Any]) -> list[str]:
                 errors.append(f"datasets.{name}.{phase}.lr_milestones: {bad} exceed epochs={tr['epochs']}")
         if ds["model"]["arch"] == "compact" and ds["image_size"] < 16:
             errors.append(f"datasets.{name}.image_size: too small for the compact CNN")
-    mask = cfg["method"]["mask_size"]
     for name, ds in cfg["datasets"].items():
+        mask = effective_mask_size(cfg, name)
+        key = f"datasets.{name}.mask_size" if ds["mask_size"] else "method.mask_size"
         if mask > ds["image_size"]:
-            errors.append(
-                f"method.mask_size: {mask} is larger than datasets.{name}.image_size={ds['image_size']}"
-            )
+            errors.append(f"{key}: {mask} is larger than datasets.{name}.image_size={ds['image_size']}")
+        ck = ds["ckplus"]
+        if ck["test_fold"] >= ck["folds"]:
+            errors.append(f"datasets.{name}.ckplus.test_fold: {ck['test_fold']} is not below folds={ck['folds']}")
+        if ck["val_fold"] is not None and (ck["val_fold"] >= ck["folds"] or ck["val_fold"] == ck["test_fold"]):
+            errors.append(f"datasets.{name}.ckplus.val_fold: {ck['val_fold']} must be below folds and differ from test_fold")
+        if ck["contempt"] != "drop" and ck["contempt"] not in CLASSES:
+            errors.append(f"datasets.{name}.ckplus.contempt: {ck['contempt']!r} is neither 'drop' nor one of {list(CLASSES)}")
     return errors
+
+
+def effective_mask_size(cfg: dict[str, Any], name: str) -> int:
+    """The mask side S for data set `name`: its own mask_size, else method.mask_size."""
+    return cfg["datasets"][name]["mask_size"] or cfg["method"]["mask_size"]
 
 
 def validate_config(config: dict[str, Any], source: str = "config") -> dict[str, Any]:

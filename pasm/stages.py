@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from pasm.config import effective_mask_size
 from pasm.evaluation import classification_metrics, predict_logits
 from pasm.faces import build_faces
 from pasm.h5store import POINT_FIELDS, Faces, atomic_path, read_faces, read_table, write_faces, write_table
@@ -73,6 +74,24 @@ def _check_splits(name: str, ds: dict[str, Any], faces: Faces) -> None:
         raise ValueError(f"datasets.{name}: splits {missing} not found in {ds['root']} (found {sorted(have)})")
 
 
+def train_rows(faces: Faces, ds: dict[str, Any], seed: int) -> np.ndarray:
+    """Sorted faces.h5 rows used for training: the train split, or its class-stratified subset."""
+    rows = faces.rows(ds["train_split"])
+    limit = ds.get("train_subset")
+    if not limit or limit >= len(rows):
+        return rows
+    rng = np.random.default_rng(seed)
+    labels = faces.labels[rows]
+    keep = []
+    classes, counts = np.unique(labels, return_counts=True)
+    quota = np.floor(counts / len(rows) * limit).astype(int)
+    quota[np.argsort(-(counts / len(rows) * limit - quota))[: limit - quota.sum()]] += 1  # largest remainders
+    for c, q in zip(classes, quota):
+        members = rows[labels == c]
+        keep.append(rng.choice(members, size=min(q, len(members)), replace=False))
+    return np.sort(np.concatenate(keep))
+
+
 def _meta(ds: dict[str, Any], name: str, rnd: int, config: dict[str, Any]) -> dict[str, Any]:
     return {
         "arch": ds["model"]["arch"],
@@ -103,7 +122,7 @@ def pretrain(
     ds = config["datasets"][name]
     device = resolve_device(config["device"])
     faces = read_faces(faces_path)
-    rows = faces.rows(ds["train_split"])
+    rows = train_rows(faces, ds, config["seed"])
     torch.manual_seed(config["seed"])
     model = build_model(ds["model"]["arch"], len(CLASSES), ds["model"]["width"])
     params = TrainParams.from_config(ds["pretrain"], round_seed(config["seed"], "pretrain", 0))
@@ -144,7 +163,7 @@ def search_shard(
     device = resolve_device(config["device"])
     shard, n_shards = parse_scatteritem(scatteritem)
     faces = read_faces(faces_path)
-    rows = faces.rows(ds["train_split"])
+    rows = train_rows(faces, ds, config["seed"])
     start, stop = shard_rows(len(rows), shard, n_shards)
     sel = rows[start:stop]
     model, meta = load_model(model_path, device)
@@ -180,7 +199,7 @@ def gather_points(shard_paths: Sequence[str | Path], faces_path: str | Path, nam
         parts.append(table)
         attrs.append(a)
     table = {k: np.concatenate([t[k] for t in parts]) for k in POINT_FIELDS}
-    expected = read_faces(faces_path, with_images=False).rows(ds["train_split"])
+    expected = train_rows(read_faces(faces_path, with_images=False), ds, config["seed"])
     order = np.argsort(table["index"], kind="stable")
     table = {k: v[order] for k, v in table.items()}
     idx = table["index"]
@@ -203,7 +222,7 @@ def gather_points(shard_paths: Sequence[str | Path], faces_path: str | Path, nam
 def make_masked(faces_path: str | Path, points_path: str | Path, name: str, config: dict[str, Any], rnd: int,
                 out_h5: str | Path, out_png: str | Path) -> None:
     """Build the augmented training set: each image with its S x S patch filled (Sec. 3.3, Alg. 1 l.6-7)."""
-    size = config["method"]["mask_size"]
+    size = effective_mask_size(config, name)
     faces = read_faces(faces_path)
     points, _ = read_table(points_path)
     idx = points["index"]

@@ -27,7 +27,7 @@ def _setup(tmp_path):
         sources=np.array([str(i) for i in range(n)]), status=np.array(["x"] * n),
     )
     write_faces(tmp_path / "faces.h5", faces)
-    cfg = {"datasets": {"d": {"train_split": "train"}}}
+    cfg = {"seed": 0, "datasets": {"d": {"train_split": "train", "train_subset": None}}}
     return cfg
 
 
@@ -54,3 +54,20 @@ def test_gather_rejects_bad_cover(tmp_path, second, what):
     with pytest.raises(ValueError, match=what):
         gather_points(shards, tmp_path / "faces.h5", "d", cfg, tmp_path / "points.h5")
     assert not (tmp_path / "points.h5").exists()
+
+
+def test_train_subset_is_stratified_seeded_and_within_train():
+    from pasm.stages import train_rows
+
+    n = 1000
+    labels = np.repeat(np.arange(7), [400, 50, 150, 100, 100, 100, 100])
+    faces = Faces(images=np.zeros((n, 1, 1, 3), np.uint8), labels=labels,
+                  splits=np.array(["train"] * 900 + ["test"] * 100)[np.random.default_rng(0).permutation(n)],
+                  sources=np.array([str(i) for i in range(n)]), status=np.array(["x"] * n))
+    ds = {"train_split": "train", "train_subset": 90}
+    rows = train_rows(faces, ds, seed=1)
+    assert len(rows) == 90 and len(set(rows)) == 90 and (faces.splits[rows] == "train").all()
+    full = np.bincount(labels[faces.splits == "train"], minlength=7) / 900
+    assert np.abs(np.bincount(labels[rows], minlength=7) / 90 - full).max() < 0.02
+    assert (train_rows(faces, ds, seed=1) == rows).all() and not (train_rows(faces, ds, seed=2) == rows).all()
+    assert len(train_rows(faces, {"train_split": "train", "train_subset": None}, 1)) == 900
