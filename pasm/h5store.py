@@ -53,6 +53,7 @@ class Faces:
     sources: np.ndarray
     status: np.ndarray
     subsets: dict[str, np.ndarray] = field(default_factory=dict)
+    subjects: np.ndarray | None = None
     attrs: dict[str, Any] = field(default_factory=dict)
 
     def rows(self, name: str) -> np.ndarray:
@@ -81,6 +82,8 @@ def write_faces(path: str | Path, faces: Faces) -> None:
         f.create_dataset("split", data=faces.splits.astype(object), dtype=STR)
         f.create_dataset("source", data=faces.sources.astype(object), dtype=STR)
         f.create_dataset("face_status", data=faces.status.astype(object), dtype=STR)
+        subjects = faces.subjects if faces.subjects is not None else np.full(n, "")
+        f.create_dataset("subject", data=np.asarray(subjects).astype(object), dtype=STR)
         grp = f.create_group("subsets")
         for name, mask in faces.subsets.items():
             grp.create_dataset(name, data=np.asarray(mask, dtype=bool))
@@ -98,6 +101,7 @@ def read_faces(path: str | Path, with_images: bool = True) -> Faces:
             sources=f["source"].asstr()[()].astype(str),
             status=f["face_status"].asstr()[()].astype(str),
             subsets={k: v[()] for k, v in f["subsets"].items()},
+            subjects=f["subject"].asstr()[()].astype(str) if "subject" in f else None,
             attrs=_get_attrs(f),
         )
 

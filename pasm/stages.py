@@ -23,7 +23,7 @@ from pasm.labels import CLASSES
 from pasm.masking import apply_masks
 from pasm.models import IMAGENET_MEAN, IMAGENET_STD, build_model, file_sha256, load_model, save_model
 from pasm.plots import confusion_plot, masked_grid
-from pasm.readers.folder import read_folder
+from pasm.readers import read_dataset
 from pasm.training import TrainParams, train
 
 log = logging.getLogger(__name__)
@@ -54,12 +54,23 @@ def make_demo(root: str | Path, demo_cfg: dict[str, Any], image_size: int) -> Pa
     )
 
 
-def make_faces(name: str, ds: dict[str, Any], out_path: str | Path) -> Faces:
-    """Read a data set with its configured reader and write faces.h5."""
-    if ds["format"] not in ("demo", "folder"):
-        raise ValueError(f"datasets.{name}.format: unsupported reader {ds['format']!r}")
-    records = read_folder(ds["root"], ds["class_map"])
-    faces = build_faces(records, ds["image_size"], status="pre-aligned", attrs={"dataset": name, "format": ds["format"]})
+def reader_options(ds: dict[str, Any]) -> dict[str, Any]:
+    """The keyword options of a data set's reader, taken from its config block."""
+    fmt = ds["format"]
+    if fmt in ("demo", "folder"):
+        return {"class_map": ds["class_map"]}
+    if fmt in ("rafdb", "ckplus"):
+        return dict(ds[fmt])
+    return {}
+
+
+def make_faces(name: str, ds: dict[str, Any], out_path: str | Path, device: str = "cpu") -> Faces:
+    """Read a data set with its configured reader, align or resize every face, and write faces.h5."""
+    output = read_dataset(ds["format"], ds["root"], reader_options(ds))
+    faces = build_faces(
+        output, ds["image_size"], attrs={"dataset": name, "format": ds["format"], "root": ds["root"]},
+        align=ds["align"], device=device,
+    )
     _check_splits(name, ds, faces)
     write_faces(out_path, faces)
     return faces

@@ -1,5 +1,6 @@
 # Config validation (once, before any job) and the path/parameter helpers used by the rules.
 
+import os
 import re
 
 from snakemake.exceptions import WorkflowError
@@ -54,8 +55,9 @@ def job_config(name, with_method):
 def data_params(wildcards):
     """Config slice for data preparation: reader settings only, no training keys."""
     ds = dataset_cfg(wildcards.ds)
-    keep = ("format", "root", "image_size", "class_map", "train_split", "val_split", "eval_splits")
-    return {"datasets": {wildcards.ds: {k: ds[k] for k in keep}}}
+    keep = ("format", "root", "image_size", "class_map", "train_split", "val_split", "eval_splits", "rafdb",
+            "ckplus", "align")
+    return {"device": CFG["device"], "datasets": {wildcards.ds: {k: ds[k] for k in keep}}}
 
 
 def train_params(wildcards):
@@ -72,8 +74,14 @@ def dataset_source(wildcards):
     """What faces.h5 is built from: the generated demo's manifest, or the user's data root."""
     ds = dataset_cfg(wildcards.ds)
     if ds["format"] == "demo":
-        return f"{ds['root'].rstrip('/')}/manifest.csv"
-    return ds["root"]
+        return [f"{ds['root'].rstrip('/')}/manifest.csv"]
+    lists = []
+    if ds["format"] == "rafdb":
+        for key in ("occlusion_list", "pose30_list", "pose45_list"):
+            given = ds["rafdb"][key]
+            if given:  # the reader also accepts list paths relative to the data set root
+                lists.append(given if os.path.exists(given) else os.path.join(ds["root"], given))
+    return [ds["root"], *lists]
 
 
 def demo_params(wildcards):

@@ -25,6 +25,7 @@ rule faces:
         "results/{ds}/faces.h5",
     params:
         cfg=data_params,
+    threads: 1  # MTCNN's many small operations run fastest on one thread
     log:
         "results/{ds}/logs/faces.log",
     benchmark:

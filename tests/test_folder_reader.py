@@ -44,7 +44,7 @@ def test_corrupt_image_is_skipped_counted_and_named(tmp_path, caplog):
     bad = tmp_path / "train" / "sad" / "bad.png"
     bad.write_bytes(b"\x89PNG not really")
     with caplog.at_level(logging.WARNING):
-        faces = build_faces(read_folder(tmp_path), 16, "pre-aligned", {})
+        faces = build_faces(read_folder(tmp_path), 16, {})
     assert faces.images.shape == (1, 16, 16, 3)  # grey upsampled and converted to RGB
     assert faces.attrs["skipped"] == [str(bad)]
     assert str(bad) in caplog.text

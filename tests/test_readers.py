@@ -293,11 +293,11 @@ def test_fer2013_missing_path_or_folder_layout(tmp_path):
 
 def test_pixel_records_decode_to_rgb_faces(tmp_path):
     path = _write_csv(tmp_path / "f.csv", _fer_rows(("Training", "PublicTest")))
-    faces = build_faces(read_fer2013(path).records, 48, "pre-aligned", {})
+    faces = build_faces(read_fer2013(path).records, 48, {})
     assert faces.images.shape == (2, 48, 48, 3)
     assert np.array_equal(faces.images[1][..., 0], _pixels(1)) and np.array_equal(faces.images[1][..., 2], _pixels(1))
     assert faces.sources.tolist() == [f"{path}:2", f"{path}:3"]
-    assert build_faces(read_fer2013(path).records, 16, "pre-aligned", {}).images.shape == (2, 16, 16, 3)
+    assert build_faces(read_fer2013(path).records, 16, {}).images.shape == (2, 16, 16, 3)
 
 
 # ---------------------------------------------------------------- CK+ original layout
@@ -506,7 +506,7 @@ def test_subset_masks_follow_kept_rows(tmp_path):
     root = _raf(tmp_path)
     (root / "Image" / "aligned" / "test_0001_aligned.jpg").write_bytes(b"not a jpeg")
     out = read_rafdb(root, **_raf_lists(root))
-    faces = build_faces(out.records, 8, "pre-aligned", {})
+    faces = build_faces(out.records, 8, {})
     masks = subset_masks(out, faces.sources.tolist())
     assert [Path(s).stem for s in faces.sources[masks["occlusion"]]] == ["test_0003_aligned"]
     assert masks["pose30"].sum() == 1 and masks["pose45"].sum() == 1

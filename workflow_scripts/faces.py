@@ -1,6 +1,8 @@
-"""Snakemake script: read a data set and write faces.h5."""
+"""Snakemake script: read a data set, align or resize its faces, and write faces.h5."""
 from pasm.jobs import snakemake_job
-from pasm.stages import make_faces
+from pasm.stages import make_faces, resolve_device
 
 with snakemake_job(snakemake):  # noqa: F821 (injected by Snakemake)
-    make_faces(snakemake.wildcards.ds, snakemake.params.cfg["datasets"][snakemake.wildcards.ds], snakemake.output[0])  # noqa: F821
+    smk = snakemake  # noqa: F821
+    cfg = smk.params.cfg
+    make_faces(smk.wildcards.ds, cfg["datasets"][smk.wildcards.ds], smk.output[0], resolve_device(cfg["device"]))
