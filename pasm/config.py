@@ -73,6 +73,9 @@ def _semantic_errors(cfg: dict[str, Any]) -> list[str]:
         key = f"datasets.{name}.mask_size" if ds["mask_size"] else "method.mask_size"
         if mask > ds["image_size"]:
             errors.append(f"{key}: {mask} is larger than datasets.{name}.image_size={ds['image_size']}")
+        for target in ds["cross_eval"]:
+            if target not in cfg["datasets"] or target == name:
+                errors.append(f"datasets.{name}.cross_eval: {target!r} is not another configured data set")
         ck = ds["ckplus"]
         if ck["test_fold"] >= ck["folds"]:
             errors.append(f"datasets.{name}.ckplus.test_fold: {ck['test_fold']} is not below folds={ck['folds']}")

@@ -37,13 +37,22 @@ class _Block(nn.Module):
 
 
 class CompactResNet(nn.Module):
-    """A small ResNet for 48-96 px faces: stem, four basic blocks (w, 2w, 4w, 8w), global pooling."""
+    """A small ResNet for 48-96 px faces: a stem, then four basic blocks (w, 2w, 4w, 8w), each after a 2x max-pool.
+
+    Max-pooling (not strided convolutions) keeps thin features such as brows and lip lines that
+    a 2x subsampling would skip at these resolutions.
+    """
 
     def __init__(self, num_classes: int = 7, width: int = 32) -> None:
         super().__init__()
         w = width
         self.stem = nn.Sequential(nn.Conv2d(3, w, 3, 1, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True))
-        self.blocks = nn.Sequential(_Block(w, w, 2), _Block(w, 2 * w, 2), _Block(2 * w, 4 * w, 2), _Block(4 * w, 8 * w, 2))
+        self.blocks = nn.Sequential(
+            nn.MaxPool2d(2), _Block(w, w, 1), nn.MaxPool2d(2),
+            _Block(w, 2 * w, 1), nn.MaxPool2d(2),
+            _Block(2 * w, 4 * w, 1), nn.MaxPool2d(2),
+            _Block(4 * w, 8 * w, 1),
+        )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(8 * w, num_classes)
 

@@ -289,3 +289,45 @@ def evaluate(faces_path: str | Path, model_path: str | Path, name: str, config: 
     with atomic_path(out_json) as tmp:
         tmp.write_text(json.dumps(result, indent=2))
     return result
+
+
+def resize_images(images: np.ndarray, size: int) -> np.ndarray:
+    """Bicubic resize of uint8 (N, H, W, 3) images to size x size (no-op when already that size)."""
+    if images.shape[1:3] == (size, size):
+        return images
+    from PIL import Image
+
+    return np.stack([np.asarray(Image.fromarray(im).resize((size, size), Image.Resampling.BICUBIC)) for im in images])
+
+
+def cross_evaluate(target_faces: str | Path, model_path: str | Path, source: str, target: str, rnd: int,
+                   out_json: str | Path, device: str = "cpu") -> dict[str, Any]:
+    """Test one round's model on every image of another data set, over the classes both share.
+
+    Labels are already canonical in both data sets; predictions are restricted to the classes
+    present in the target (e.g. CK+48 has no neutral), and the label set used is recorded.
+    """
+    faces = read_faces(target_faces)
+    model, meta = load_model(model_path, device)
+    present = sorted(set(faces.labels.tolist()) & set(range(len(meta["classes"]))))
+    rows = np.flatnonzero(np.isin(faces.labels, present))
+    images = resize_images(faces.images[rows], meta["image_size"])
+    logits = predict_logits(model, images, meta["mean"], meta["std"], device=device)
+    pred = np.array(present)[logits[:, present].argmax(1)]
+    result = {
+        "source": source, "target": target, "round": rnd, "model": str(model_path),
+        "model_sha256": file_sha256(model_path), "classes": list(CLASSES),
+        "label_mapping": {
+            "shared_classes": [CLASSES[c] for c in present],
+            "source_only": [c for i, c in enumerate(meta["classes"]) if i not in present],
+            "target_images_without_shared_label": int(len(faces.labels) - len(rows)),
+            "prediction": "argmax over the shared classes",
+            "target_label_map": faces.attrs.get("label_map", {}),
+        },
+        "all": classification_metrics(faces.labels[rows], pred, CLASSES),
+    }
+    log.info("round %d on %s: accuracy %.4f over %d images, classes %s", rnd, target,
+             result["all"]["accuracy"], len(rows), result["label_mapping"]["shared_classes"])
+    with atomic_path(out_json) as tmp:
+        tmp.write_text(json.dumps(result, indent=2))
+    return result

@@ -101,6 +101,14 @@ def previous_metrics(wildcards):
     return [f"results/{wildcards.ds}/round{r - 1}/metrics.json"] if r > 0 else []
 
 
+def cross_metrics(wildcards):
+    """Cross-data-set results of this round, for the targets listed in the data set's cross_eval."""
+    return [
+        f"results/{wildcards.ds}/round{wildcards.r}/cross/{target}/metrics.json"
+        for target in dataset_cfg(wildcards.ds)["cross_eval"]
+    ]
+
+
 def round_model(wildcards):
     """The network of the round being evaluated."""
     return f"results/{wildcards.ds}/round{wildcards.r}/model.pt"

@@ -7,6 +7,7 @@ rule evaluate:
         faces="results/{ds}/faces.h5",
         model=round_model,
         earlier=previous_metrics,
+        cross=cross_metrics,
     output:
         metrics="results/{ds}/round{r}/metrics.json",
         confusion=report("results/{ds}/round{r}/confusion.png", category="Confusion matrices"),
@@ -17,3 +18,21 @@ rule evaluate:
         "results/{ds}/logs/round{r}/evaluate.log",
     script:
         "../workflow_scripts/evaluate.py"
+
+
+rule cross_evaluate:
+    """A round's model tested on another data set, over the classes both share."""
+    input:
+        faces="results/{target}/faces.h5",
+        model=round_model,
+    output:
+        metrics="results/{ds}/round{r}/cross/{target}/metrics.json",
+    params:
+        cfg=train_params,
+    wildcard_constraints:
+        target="[A-Za-z0-9_]+",
+    threads: CFG["threads"]
+    log:
+        "results/{ds}/logs/round{r}/cross_{target}.log",
+    script:
+        "../workflow_scripts/cross_evaluate.py"
