@@ -48,7 +48,8 @@ def job_config(name, with_method):
         "device": CFG["device"],
         "threads": CFG["threads"],
         "datasets": {name: dataset_cfg(name)},
-        "method": CFG["method"] if with_method else {},
+        # method.rounds only chooses the default target; it must not rerun jobs
+        "method": {k: v for k, v in CFG["method"].items() if k != "rounds"} if with_method else {},
     }
 
 
