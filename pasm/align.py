@@ -61,6 +61,7 @@ class AlignSettings:
     on_no_face: str = "center_crop"
     min_face: int = 20
     upsample_below: int = 160
+    detect_max_side: int = 640
 
     def __post_init__(self) -> None:
         """Reject settings that cannot produce a crop, naming the offending field."""
@@ -68,7 +69,7 @@ class AlignSettings:
             raise ValueError(f"unknown template {self.template!r}; known: {sorted(TEMPLATES)}")
         if self.on_no_face not in ON_NO_FACE:
             raise ValueError(f"on_no_face must be one of {ON_NO_FACE}, got {self.on_no_face!r}")
-        if self.size < 1 or self.scale <= 0 or self.min_face < 1 or self.upsample_below < 0:
+        if self.size < 1 or self.scale <= 0 or self.min_face < 1 or self.upsample_below < 0 or self.detect_max_side < 0:
             raise ValueError(f"invalid alignment settings: {self}")
 
     def to_dict(self) -> dict:
@@ -185,10 +186,19 @@ def to_rgb(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image[..., :3])
 
 
-def upsample_factor(height: int, width: int, upsample_below: int) -> float:
-    """Factor by which an image is enlarged before detection (1.0 unless its shorter side < upsample_below)."""
-    short = min(height, width)
-    return upsample_below / short if 0 < short < upsample_below else 1.0
+def upsample_factor(height: int, width: int, upsample_below: int, detect_max_side: int = 0) -> float:
+    """Factor by which an image is resized before detection only (the crop is cut from the original pixels).
+
+    Enlarges when the shorter side is below upsample_below; shrinks when the longer side exceeds
+    detect_max_side (0: never), since MTCNN's cost grows with the pixel count and faces in big
+    photos are large anyway.
+    """
+    short, long = min(height, width), max(height, width)
+    if 0 < short < upsample_below:
+        return upsample_below / short
+    if detect_max_side and long > detect_max_side:
+        return detect_max_side / long
+    return 1.0
 
 
 def upsample(image: np.ndarray, factor: float) -> np.ndarray:
@@ -241,7 +251,10 @@ class FaceAligner:
         Small images are upsampled first and results mapped back; equal-sized images share MTCNN batches.
         """
         rgb = [to_rgb(im) for im in images]
-        factors = [upsample_factor(im.shape[0], im.shape[1], self.settings.upsample_below) for im in rgb]
+        factors = [
+            upsample_factor(im.shape[0], im.shape[1], self.settings.upsample_below, self.settings.detect_max_side)
+            for im in rgb
+        ]
         prepared = [upsample(im, f) for im, f in zip(rgb, factors)]
         scales = [np.array(p.shape[1::-1], float) / np.array(im.shape[1::-1], float) for p, im in zip(prepared, rgb)]
         groups: dict[tuple[int, int], list[int]] = {}

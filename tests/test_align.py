@@ -18,6 +18,7 @@ from pasm.align import (
     load_image,
     similarity_transform,
     template_points,
+    upsample_factor,
     warp,
 )
 
@@ -243,3 +244,15 @@ def test_load_image_applies_exif_orientation(tmp_path):
     image = load_image(path)
     assert image.shape == (40, 20, 3) and image.dtype == np.uint8
     assert image[:15, :, 0].mean() > 200 and image[25:, :, 0].mean() < 50  # the left half is now on top
+
+
+def test_big_photos_are_shrunk_for_detection_only(photos):
+    angry = photos["angry.jpg"]
+    big = np.asarray(Image.fromarray(angry).resize((angry.shape[1] * 3, angry.shape[0] * 3), Image.Resampling.BICUBIC))
+    assert upsample_factor(*big.shape[:2], 160, 640) == pytest.approx(640 / big.shape[0])
+    assert upsample_factor(*big.shape[:2], 160, 0) == 1.0
+    shrunk = FaceAligner(AlignSettings(size=SIZE, detect_max_side=640)).detect([big])[0][1]
+    reference = (FaceAligner(AlignSettings(size=SIZE)).detect([angry])[0][1] + 0.5) * 3 - 0.5
+    eye_distance = np.linalg.norm(reference[1] - reference[0])
+    # landmarks come back in the big photo's pixels and agree with the photo's native-size detection
+    assert np.abs(shrunk - reference).max() < 0.05 * eye_distance
