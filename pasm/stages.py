@@ -162,32 +162,58 @@ def parse_scatteritem(item: str) -> tuple[int, int]:
         raise ValueError(f"scatter item {item!r} is not of the form '<i>-of-<n>'") from None
 
 
+def _gpu_slot(config: dict[str, Any]):
+    """Context manager holding a free GPU for this job (yields its index), or None without CUDA or under a scheduler."""
+    import os
+    import tempfile
+    from contextlib import nullcontext
+
+    from pasm.gpu_slots import claim_gpu, physical_gpu_count
+
+    if config["device"] == "cpu":
+        return nullcontext(None)
+    n = config.get("gpus") or physical_gpu_count()  # .get: configs validated before these keys existed
+    if n == 0:
+        return nullcontext(None)
+    lock_dir = config.get("gpu_lock_dir") or Path(tempfile.gettempdir()) / f"pasm-gpu-locks-{os.getuid()}"
+    return claim_gpu(n, lock_dir)
+
+
 def search_shard(
     faces_path: str | Path, model_path: str | Path, name: str, config: dict[str, Any], rnd: int,
     scatteritem: str, out_path: str | Path, progress: bool = True,
 ) -> None:
     """Find the most sensitive pixel of each training image in one shard (Sec. 3.2)."""
+    import os
+
+    from pasm.gpu_slots import visible_devices_env
     from pasm.point_search import SearchParams, search_points
 
     ds = config["datasets"][name]
     search = config["method"]["search"]
-    device = resolve_device(config["device"])
     shard, n_shards = parse_scatteritem(scatteritem)
     faces = read_faces(faces_path)
     rows = train_rows(faces, ds, config["seed"])
     start, stop = shard_rows(len(rows), shard, n_shards)
     sel = rows[start:stop]
-    model, meta = load_model(model_path, device)
-    params = SearchParams(
-        population=search["population"], generations=search["generations"], scale_f=search["scale_f"],
-        batch_size=search["batch_size"], seed=round_seed(config["seed"], "search", rnd),
-    )
-    t0 = time.perf_counter()
-    found = search_points(
-        model, faces.images[sel], faces.labels[sel], mean=meta["mean"], std=meta["std"], params=params,
-        device=device, progress=progress, indices=np.arange(start, stop),
-    )
-    seconds = time.perf_counter() - t0
+    with _gpu_slot(config) as gpu:
+        if gpu is not None:
+            os.environ.update(visible_devices_env(gpu))  # before CUDA initialises (resolve_device does)
+            log.info("shard %d/%d: claimed GPU %d", shard, n_shards, gpu)
+        device = resolve_device(config["device"])
+        model, meta = load_model(model_path, device)
+        params = SearchParams(
+            population=search["population"], generations=search["generations"], scale_f=search["scale_f"],
+            batch_size=search["batch_size"], seed=round_seed(config["seed"], "search", rnd),
+            strategy=search.get("strategy", "de"), top_k=search.get("top_k", 10),
+            refine_generations=search.get("refine_generations", 2),
+        )
+        t0 = time.perf_counter()
+        found = search_points(
+            model, faces.images[sel], faces.labels[sel], mean=meta["mean"], std=meta["std"], params=params,
+            device=device, progress=progress, indices=np.arange(start, stop),
+        )
+        seconds = time.perf_counter() - t0
     table = {"index": sel.astype(np.int64), **{k: found[k] for k in POINT_FIELDS if k != "index"}}
     log.info(
         "shard %d/%d: %d images in %.1fs, %.0f queries/img, flipped %.1f%%, true-class prob %.3f -> %.3f",
@@ -197,7 +223,7 @@ def search_shard(
     )
     write_table(out_path, table, {"shard": shard, "n_shards": n_shards, "start": start, "stop": stop,
                                   "model_sha256": file_sha256(model_path), "round": rnd, "seconds": seconds,
-                                  "search": search})
+                                  "search": search, "gpu": -1 if gpu is None else gpu})
 
 
 def gather_points(shard_paths: Sequence[str | Path], faces_path: str | Path, name: str, config: dict[str, Any],

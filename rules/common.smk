@@ -19,6 +19,17 @@ if CFG["rebuild_deleted"]:
     for _path in mark_stale(stale_consumers("results", CFG["datasets"])):
         logger.info(f"{_path} was built from an artifact that has been deleted: it will be rebuilt")
 
+def _search_uses_gpu():
+    """Search shards declare a gpu resource when they will run on CUDA."""
+    if CFG["device"] == "cpu":
+        return False
+    from pasm.gpu_slots import physical_gpu_count
+
+    return CFG["device"] == "cuda" or physical_gpu_count() > 0
+
+
+SEARCH_GPUS = 1 if _search_uses_gpu() else 0
+
 DEMO_ROOTS = {ds["root"].rstrip("/"): name for name, ds in CFG["datasets"].items() if ds["format"] == "demo"}
 
 scattergather:
@@ -47,6 +58,8 @@ def job_config(name, with_method):
         "seed": CFG["seed"],
         "device": CFG["device"],
         "threads": CFG["threads"],
+        "gpus": CFG["gpus"],
+        "gpu_lock_dir": CFG["gpu_lock_dir"],
         "datasets": {name: dataset_cfg(name)},
         # method.rounds only chooses the default target; it must not rerun jobs
         "method": {k: v for k, v in CFG["method"].items() if k != "rounds"} if with_method else {},

@@ -13,6 +13,8 @@ rule search_points:
     wildcard_constraints:
         r="[1-9][0-9]*",
     threads: CFG["method"]["search"]["threads"]
+    resources:
+        gpu=SEARCH_GPUS,  # cap concurrent GPU shards with --resources gpu=<number of GPUs>
     log:
         "results/{ds}/logs/round{r}/search_{scatteritem}.log",
     benchmark:

@@ -1,0 +1,242 @@
+"""Tests of the point-search strategies: "seeded" (saliency seeds + short DE) and the "de" dispatch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from pasm.point_search import (SearchParams, best_members, corner_candidates, default_batch_size,
+                               search_points, seeded_search, top_pixels)
+
+MEAN = (0.5, 0.4, 0.3)
+STD = (0.25, 0.2, 0.3)
+PX, PY = 9, 4  # the planted sensitive pixel (column, row)
+SIZE = 14
+
+
+class GreenOverRedModel(torch.nn.Module):
+    """3-class model driven by green minus red: a weighted sum of (g - r) peaks at (PX, PY)
+    (weight 1; <= 0.45 elsewhere). Class 1 wins above 0.6, so on images with r == g everywhere only
+    a pixel at (PX, PY) with red low and green high (an RGB-cube corner, not just one bright
+    channel) flips class 0."""
+
+    def __init__(self, size: int = SIZE) -> None:
+        super().__init__()
+        yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+        w = 0.5 * torch.exp(-((xx - PX) ** 2 + (yy - PY) ** 2).float() / 8.0)
+        w[PY, PX] = 1.0
+        self.register_buffer("w", w)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        red = x[:, 0] * STD[0] + MEAN[0]
+        green = x[:, 1] * STD[1] + MEAN[1]
+        s = ((green - red) * self.w).sum(dim=(1, 2))
+        return torch.stack([20 * (0.6 - s), 20 * (s - 0.6), torch.full_like(s, -10.0)], dim=1)
+
+
+def planted_images(n: int, seed: int = 0) -> np.ndarray:
+    """Random images with red == green at every pixel (so class 0 cleanly), random blue."""
+    rng = np.random.default_rng(seed)
+    img = rng.integers(0, 256, (n, SIZE, SIZE, 3), dtype=np.uint8)
+    img[..., 1] = img[..., 0]
+    return img
+
+
+def normalise(images: np.ndarray) -> torch.Tensor:
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
+    return (x - torch.tensor(MEAN).view(3, 1, 1)) / torch.tensor(STD).view(3, 1, 1)
+
+
+def cnn_case(n: int = 30, size: int = 12, seed: int = 0):
+    """Small random CNN with recentred logits, random images, labels = clean predictions except
+    three deliberately wrong ones (these run the whole refinement)."""
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(),
+        torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.ReLU(),
+        torch.nn.AdaptiveMaxPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 4))
+    images = np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+    with torch.no_grad():
+        model[-1].bias -= model(normalise(images)).mean(0)
+        labels = model(normalise(images)).argmax(1).numpy().astype(np.int64)
+    wrong = [i for i in (1, 7, 20) if i < n]
+    labels[wrong] = (labels[wrong] + 1) % 4
+    return model, images, labels
+
+
+def seeded(model, images, labels, indices=None, **kw):
+    params = SearchParams(**{"strategy": "seeded", "population": 20, "top_k": 2,
+                             "refine_generations": 3, "batch_size": 50, **kw})
+    return search_points(model, images, labels, mean=MEAN, std=STD, params=params, progress=False,
+                         indices=indices)
+
+
+def assert_same(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert a[k].dtype == b[k].dtype, k
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+# --------------------------------------------------------------------------- seeded behaviour
+
+
+def test_seeded_finds_planted_pixel_with_corner_colour():
+    images = planted_images(10)
+    labels = np.zeros(10, dtype=np.int64)
+    out = seeded(GreenOverRedModel(), images, labels, top_k=3)
+    assert out["clean_correct"].all() and out["flipped"].all()
+    np.testing.assert_array_equal(out["x"], PX)
+    np.testing.assert_array_equal(out["y"], PY)
+    np.testing.assert_array_equal(out["rgb"][:, :2], [[0, 255]] * 10)  # red off, green on
+    # Flipped by a seed: no refinement, queries = clean + saliency + 3 pixels x 8 corners.
+    np.testing.assert_array_equal(out["queries"], 2 + 3 * 8)
+
+
+def test_seeded_is_deterministic_and_seed_dependent():
+    model, images, labels = cnn_case()
+    a = seeded(model, images, labels, seed=3)
+    assert_same(a, seeded(model, images, labels, seed=3))
+    c = seeded(model, images, labels, seed=4)
+    assert any((a[k] != c[k]).any() for k in ("x", "y", "rgb", "queries", "prob_after"))
+
+
+def test_seeded_shard_reproduces_full_run():
+    model, images, labels = cnn_case()
+    full = seeded(model, images, labels)
+    part = seeded(model, images[10:25], labels[10:25], indices=np.arange(10, 25))
+    assert_same(part, {k: v[10:25] for k, v in full.items()})
+
+
+def test_seeded_independent_of_batch_size():
+    model, images, labels = cnn_case()
+    a = seeded(model, images, labels, batch_size=7)
+    b = seeded(model, images, labels, batch_size=0)  # auto: default_batch_size("cpu")
+    for k in ("x", "y", "rgb", "flipped", "queries", "clean_correct"):
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    np.testing.assert_allclose(a["prob_after"], b["prob_after"], atol=1e-6)
+
+
+@pytest.mark.parametrize("case", ["planted", "cnn"])
+def test_seeded_reported_pixel_reproduces_prob_after(case):
+    if case == "planted":
+        model, images, labels = GreenOverRedModel(), planted_images(8), np.zeros(8, dtype=np.int64)
+    else:
+        model, images, labels = cnn_case()
+    out = seeded(model, images, labels)
+    n = len(images)
+    pert = images.copy()
+    pert[np.arange(n), out["y"], out["x"]] = out["rgb"]
+    with torch.no_grad():
+        probs = model(normalise(pert)).softmax(1).numpy()
+        clean = model(normalise(images)).softmax(1).numpy()
+    np.testing.assert_allclose(out["prob_after"], probs[np.arange(n), labels], atol=1e-5)
+    np.testing.assert_allclose(out["prob_before"], clean[np.arange(n), labels], atol=1e-5)
+    np.testing.assert_array_equal(out["flipped"], probs.argmax(1) != labels)
+    np.testing.assert_array_equal(out["clean_correct"], clean.argmax(1) == labels)
+
+
+@pytest.mark.parametrize("top_k,population", [(2, 20), (5, 12)])  # seeds fewer / more than population
+def test_seeded_query_accounting(top_k, population):
+    model, images, labels = cnn_case()
+    gens = 3
+    out = seeded(model, images, labels, top_k=top_k, population=population, refine_generations=gens)
+    seeds = 8 * top_k
+    start = 2 + max(seeds, population)  # clean + saliency + seeds (+ random top-up)
+    q = out["queries"]
+    stopped = q == 2 + seeds  # flipped by a seed: never refined
+    assert stopped.any() and (out["flipped"][stopped] & out["clean_correct"][stopped]).all()
+    refined = q[~stopped]
+    assert ((refined - start) % population == 0).all()
+    assert (refined >= start).all() and (refined <= start + population * gens).all()
+    # Images misclassified on the clean input cannot stop early: they run every generation.
+    np.testing.assert_array_equal(q[~out["clean_correct"]], start + population * gens)
+    assert (q <= 2 + seeds + max(population - seeds, 0) + population * gens).all()
+
+
+def test_seeded_without_refinement_only_evaluates_seeds():
+    model, images, labels = cnn_case()
+    out = seeded(model, images, labels, top_k=4, refine_generations=0, population=3)
+    np.testing.assert_array_equal(out["queries"], 2 + 4 * 8)
+    corners = {0, 255}
+    assert all(set(row) <= corners for row in out["rgb"].tolist())
+
+
+def test_seeded_input_untouched_mode_restored_and_empty():
+    model, images, labels = cnn_case(n=6)
+    images.setflags(write=False)
+    model.train()
+    out = seeded(model, images, labels)
+    assert model.training and len(out["x"]) == 6
+    empty = seeded(model, images[:0], labels[:0])
+    assert all(len(v) == 0 for v in empty.values())
+
+
+def test_seeded_invalid_settings():
+    model, images, labels = cnn_case(n=4)
+    for kw in ({"top_k": 0}, {"refine_generations": -1}, {"population": 3}, {"batch_size": -1}):
+        with pytest.raises(ValueError):
+            seeded(model, images, labels, **kw)
+
+
+# --------------------------------------------------------------------------- dispatch
+
+
+def test_de_strategy_unchanged_and_dispatch():
+    model, images, labels = cnn_case()
+    kw = {"population": 12, "generations": 4, "batch_size": 50, "seed": 2}
+    run = lambda p: search_points(model, images, labels, mean=MEAN, std=STD, params=p,  # noqa: E731
+                                  progress=False)
+    assert_same(run(SearchParams(**kw)), run(SearchParams(**kw, strategy="de")))
+    # Seeding settings do not touch the DE strategy.
+    assert_same(run(SearchParams(**kw)), run(SearchParams(**kw, top_k=3, refine_generations=7)))
+    p = SearchParams(**kw, strategy="seeded")
+    direct = seeded_search(model, images, labels, mean=MEAN, std=STD, params=p, progress=False)
+    assert_same(run(p), direct)
+
+
+def test_invalid_strategy_is_named():
+    with pytest.raises(ValueError, match="'cmaes'"):
+        SearchParams(strategy="cmaes")
+    params = SearchParams()
+    params.strategy = "random"  # settings are mutable: search_points checks again
+    model, images, labels = cnn_case(n=2)
+    with pytest.raises(ValueError, match="'random'"):
+        search_points(model, images, labels, mean=MEAN, std=STD, params=params, progress=False)
+
+
+def test_default_batch_size():
+    assert default_batch_size("cpu") == 50
+    assert default_batch_size(torch.device("cuda")) == 1024
+    assert default_batch_size("cuda:1") == 1024
+
+
+# --------------------------------------------------------------------------- building blocks
+
+
+def test_top_pixels_order_and_ties():
+    sal = np.zeros((2, 3, 4), dtype=np.float32)
+    sal[0, 2, 1], sal[0, 0, 3], sal[0, 1, 0] = 5, 4, 4  # tie: row-major (3,0) before (0,1)
+    sal[1] = 1.0  # all tied: first pixels in row-major order
+    got = top_pixels(sal, 3)
+    assert got.dtype == np.int16 and got.shape == (2, 3, 2)
+    np.testing.assert_array_equal(got[0], [[1, 2], [3, 0], [0, 1]])
+    np.testing.assert_array_equal(got[1], [[0, 0], [1, 0], [2, 0]])
+    assert top_pixels(sal, 99).shape == (2, 12, 2)  # k is capped at H*W
+
+
+def test_corner_candidates_and_best_members():
+    pixels = np.array([[[3, 1], [0, 2]]], dtype=np.int16)  # one image, two pixels
+    cand = corner_candidates(pixels)
+    assert cand.shape == (1, 16, 5) and cand.dtype == np.int16
+    np.testing.assert_array_equal(cand[0, :8, :2], [[3, 1]] * 8)
+    np.testing.assert_array_equal(cand[0, 8:, :2], [[0, 2]] * 8)
+    assert {tuple(c) for c in cand[0, :8, 2:].tolist()} == {
+        (r, g, b) for r in (0, 255) for g in (0, 255) for b in (0, 255)}
+    fit = np.array([[0.5, 0.1, 0.9, 0.1] + [1.0] * 12], dtype=np.float32)
+    flip = fit < 0.2
+    pop, f, fl = best_members(cand, fit, flip, 3)
+    np.testing.assert_array_equal(f, fit[:, [1, 3, 0]])  # stable: member 1 before member 3
+    np.testing.assert_array_equal(pop[0], cand[0, [1, 3, 0]])
+    np.testing.assert_array_equal(fl, [[True, True, False]])
