@@ -24,23 +24,27 @@ def masked_grid(
     clean: np.ndarray, masked: np.ndarray, labels: np.ndarray, x: np.ndarray, y: np.ndarray,
     classes: Sequence[str], path: str | Path, per_class: int = 4, title: str = "",
 ) -> None:
-    """Grid like the paper's Fig. 3: per class, clean images above their masked copies (point in red)."""
+    """Grid like the paper's Fig. 3: one row per class, each clean image beside its masked copy (point in red)."""
     picks = [np.flatnonzero(labels == c)[:per_class] for c in range(len(classes))]
-    cols = [i for p in picks for i in p]
-    if not cols:
+    rows = [(c, p) for c, p in enumerate(picks) if len(p)]
+    if not rows:
         raise ValueError("no images to show")
-    fig, axes = plt.subplots(2, len(cols), figsize=(1.1 * len(cols), 2.6), squeeze=False)
-    for j, i in enumerate(cols):
-        for row, img in enumerate((clean[i], masked[i])):
-            ax = axes[row, j]
-            ax.imshow(img, interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if row == 1:
-                ax.plot([x[i]], [y[i]], "r.", markersize=4)
-        axes[0, j].set_title(classes[labels[i]], fontsize=7)
-    axes[0, 0].set_ylabel("clean", fontsize=8)
-    axes[1, 0].set_ylabel("masked", fontsize=8)
+    fig, axes = plt.subplots(len(rows), 2 * per_class, figsize=(1.0 * 2 * per_class, 1.05 * len(rows)), squeeze=False)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.axis("off")
+    for r, (c, idx) in enumerate(rows):
+        for j, i in enumerate(idx):
+            for k, img in enumerate((clean[i], masked[i])):
+                ax = axes[r, 2 * j + k]
+                ax.axis("on")
+                ax.imshow(img, interpolation="nearest")
+                if k == 1:
+                    ax.plot([x[i]], [y[i]], "r.", markersize=3)
+                if r == 0:
+                    ax.set_title("clean" if k == 0 else "masked", fontsize=7)
+        axes[r, 0].set_ylabel(classes[c], fontsize=8)
     if title:
         fig.suptitle(title, fontsize=9)
     _save(fig, path)
