@@ -111,7 +111,7 @@ def build_faces(
     sources = np.array([r.source for r in kept])
     kept_status = np.array([status[i] for i in keep])
     counts = {s: np.bincount(labels[splits == s], minlength=len(CLASSES)).tolist() for s in sorted(set(splits))}
-    status_counts = {s: int((kept_status == s).sum()) for s in sorted(set(kept_status))}
+    status_counts = {str(s): int((kept_status == s).sum()) for s in sorted(set(kept_status))}
     log.info(
         "faces: %d kept %s; %d skipped by the reader, %d undecodable, %d dropped (no face)",
         len(kept), status_counts, len(output.skipped), len(undecodable), len(no_face),
