@@ -1,0 +1,58 @@
+"""Training images/s of pasm's loop against the floor: the model's own forward+backward+step on
+random tensors of the same shape, measured side by side in one run.
+
+Usage (from the repository root): .venv/bin/python benchmarks/training.py [width] [size] [n]
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+import torch
+
+from pasm.models import IMAGENET_MEAN, IMAGENET_STD, build_model
+from pasm.training import TrainParams, train
+
+
+def floor_rate(width: int, size: int, n: int, batch: int) -> float:
+    """Images/s of plain SGD steps on pre-made float tensors (no data handling at all)."""
+    model = build_model("compact", 7, width).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    x, y = torch.randn(batch, 3, size, size), torch.randint(0, 7, (batch,))
+    start = time.perf_counter()
+    for _ in range(n // batch):
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return (n // batch) * batch / (time.perf_counter() - start)
+
+
+def loop_rate(width: int, size: int, n: int, batch: int) -> float:
+    """Images/s of pasm.training.train for one epoch over n uint8 images (augmentation included)."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+    labels = rng.integers(0, 7, n)
+    params = TrainParams(epochs=1, batch_size=batch, lr=0.01, lr_milestones=[1], crop_pad=4)
+    hist = train(build_model("compact", 7, width), images, labels, params, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                 progress=False)
+    return hist[0]["images_per_s"]
+
+
+def main() -> None:
+    width = int(sys.argv[1]) if len(sys.argv) > 1 else 32
+    size = int(sys.argv[2]) if len(sys.argv) > 2 else 48
+    n = int(sys.argv[3]) if len(sys.argv) > 3 else 4096
+    torch.set_num_threads(2)
+    floor_rate(width, size, 256, 128)  # warm-up
+    floor, ours = floor_rate(width, size, n, 128), loop_rate(width, size, n, 128)
+    print(f"compact width {width}, {size}x{size}, batch 128, {n} images")
+    print(f"floor (forward+backward+step on random tensors): {floor:8.1f} img/s")
+    print(f"pasm training loop:                              {ours:8.1f} img/s")
+    print(f"floor / loop: {floor / ours:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
