@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from search_cases import MEAN, STD, assert_same, normalise, random_cnn_case
+
 from pasm.point_search import (SearchParams, _donors, initial_population, mutate, search_points,
                                uniforms, image_keys)
 
-MEAN = (0.5, 0.4, 0.3)
-STD = (0.25, 0.2, 0.3)
 PX, PY = 5, 2  # the planted sensitive pixel (column, row)
 
 
@@ -48,28 +48,11 @@ def planted_images(n: int, size: int = 16, seed: int = 0) -> np.ndarray:
     return img
 
 
-def normalise(images: np.ndarray) -> torch.Tensor:
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
-    return (x - torch.tensor(MEAN).view(3, 1, 1)) / torch.tensor(STD).view(3, 1, 1)
-
-
-def random_cnn_case(n: int = 30, size: int = 12, seed: int = 0):
-    """A small random CNN with recentred logits (balanced classes, small margins, so single pixels
-    flip some images early, some late and some never), random images, labels = clean predictions
-    except three deliberately wrong ones."""
-    torch.manual_seed(seed)
-    model = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(),
-        torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.ReLU(),
-        torch.nn.AdaptiveMaxPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 4))
-    images = np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
-    with torch.no_grad():
-        logits = model(normalise(images))
-        model[-1].bias -= logits.mean(0)
-        labels = model(normalise(images)).argmax(1).numpy().astype(np.int64)
-    wrong = [i for i in (1, 7, 20) if i < n]
-    labels[wrong] = (labels[wrong] + 1) % 4
-    return model, images, labels
+def case_data(case: str):
+    """(model, images, labels) of a parametrised case: the planted pixel, or the random CNN."""
+    if case == "planted":
+        return PlantedModel(), planted_images(8), np.zeros(8, dtype=np.int64)
+    return random_cnn_case()
 
 
 def run(model, images, labels, **kw):
@@ -79,13 +62,6 @@ def run(model, images, labels, **kw):
 
 def budget(params_pop: int, gens: int) -> int:
     return params_pop * (gens + 1) + 1
-
-
-def assert_same(a: dict, b: dict) -> None:
-    assert a.keys() == b.keys()
-    for k in a:
-        assert a[k].dtype == b[k].dtype, k
-        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
 
 # --------------------------------------------------------------------------- behaviour
@@ -124,10 +100,7 @@ def test_early_stop_and_full_budget():
 
 @pytest.mark.parametrize("case", ["planted", "cnn"])
 def test_reported_pixel_reproduces_prob_after(case):
-    if case == "planted":
-        model, images, labels = PlantedModel(), planted_images(8), np.zeros(8, dtype=np.int64)
-    else:
-        model, images, labels = random_cnn_case()
+    model, images, labels = case_data(case)
     out = run(model, images, labels)
     n = len(images)
     pert = images.copy()
@@ -195,10 +168,7 @@ def test_shard_reproduces_full_run():
 
 @pytest.mark.parametrize("case", ["planted", "cnn"])
 def test_prob_never_increases_and_input_untouched(case):
-    if case == "planted":
-        model, images, labels = PlantedModel(), planted_images(8), np.zeros(8, dtype=np.int64)
-    else:
-        model, images, labels = random_cnn_case()
+    model, images, labels = case_data(case)
     before = images.copy()
     labels_before = labels.copy()
     model.train()

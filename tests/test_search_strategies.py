@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from search_cases import MEAN, STD, assert_same, normalise, random_cnn_case
+
 from pasm.point_search import (SearchParams, best_members, corner_candidates, default_batch_size,
                                search_points, seeded_search, top_pixels)
 
-MEAN = (0.5, 0.4, 0.3)
-STD = (0.25, 0.2, 0.3)
 PX, PY = 9, 4  # the planted sensitive pixel (column, row)
 SIZE = 14
 
@@ -43,40 +43,11 @@ def planted_images(n: int, seed: int = 0) -> np.ndarray:
     return img
 
 
-def normalise(images: np.ndarray) -> torch.Tensor:
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
-    return (x - torch.tensor(MEAN).view(3, 1, 1)) / torch.tensor(STD).view(3, 1, 1)
-
-
-def cnn_case(n: int = 30, size: int = 12, seed: int = 0):
-    """Small random CNN with recentred logits, random images, labels = clean predictions except
-    three deliberately wrong ones (these run the whole refinement)."""
-    torch.manual_seed(seed)
-    model = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(),
-        torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.ReLU(),
-        torch.nn.AdaptiveMaxPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 4))
-    images = np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
-    with torch.no_grad():
-        model[-1].bias -= model(normalise(images)).mean(0)
-        labels = model(normalise(images)).argmax(1).numpy().astype(np.int64)
-    wrong = [i for i in (1, 7, 20) if i < n]
-    labels[wrong] = (labels[wrong] + 1) % 4
-    return model, images, labels
-
-
 def seeded(model, images, labels, indices=None, **kw):
     params = SearchParams(**{"strategy": "seeded", "population": 20, "top_k": 2,
                              "refine_generations": 3, "batch_size": 50, **kw})
     return search_points(model, images, labels, mean=MEAN, std=STD, params=params, progress=False,
                          indices=indices)
-
-
-def assert_same(a: dict, b: dict) -> None:
-    assert a.keys() == b.keys()
-    for k in a:
-        assert a[k].dtype == b[k].dtype, k
-        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
 
 # --------------------------------------------------------------------------- seeded behaviour
@@ -95,7 +66,7 @@ def test_seeded_finds_planted_pixel_with_corner_colour():
 
 
 def test_seeded_is_deterministic_and_seed_dependent():
-    model, images, labels = cnn_case()
+    model, images, labels = random_cnn_case()
     a = seeded(model, images, labels, seed=3)
     assert_same(a, seeded(model, images, labels, seed=3))
     c = seeded(model, images, labels, seed=4)
@@ -103,14 +74,14 @@ def test_seeded_is_deterministic_and_seed_dependent():
 
 
 def test_seeded_shard_reproduces_full_run():
-    model, images, labels = cnn_case()
+    model, images, labels = random_cnn_case()
     full = seeded(model, images, labels)
     part = seeded(model, images[10:25], labels[10:25], indices=np.arange(10, 25))
     assert_same(part, {k: v[10:25] for k, v in full.items()})
 
 
 def test_seeded_independent_of_batch_size():
-    model, images, labels = cnn_case()
+    model, images, labels = random_cnn_case()
     a = seeded(model, images, labels, batch_size=7)
     b = seeded(model, images, labels, batch_size=0)  # auto: default_batch_size("cpu")
     for k in ("x", "y", "rgb", "flipped", "queries", "clean_correct"):
@@ -123,7 +94,7 @@ def test_seeded_reported_pixel_reproduces_prob_after(case):
     if case == "planted":
         model, images, labels = GreenOverRedModel(), planted_images(8), np.zeros(8, dtype=np.int64)
     else:
-        model, images, labels = cnn_case()
+        model, images, labels = random_cnn_case()
     out = seeded(model, images, labels)
     n = len(images)
     pert = images.copy()
@@ -139,7 +110,7 @@ def test_seeded_reported_pixel_reproduces_prob_after(case):
 
 @pytest.mark.parametrize("top_k,population", [(2, 20), (5, 12)])  # seeds fewer / more than population
 def test_seeded_query_accounting(top_k, population):
-    model, images, labels = cnn_case()
+    model, images, labels = random_cnn_case()
     gens = 3
     out = seeded(model, images, labels, top_k=top_k, population=population, refine_generations=gens)
     seeds = 8 * top_k
@@ -156,7 +127,7 @@ def test_seeded_query_accounting(top_k, population):
 
 
 def test_seeded_without_refinement_only_evaluates_seeds():
-    model, images, labels = cnn_case()
+    model, images, labels = random_cnn_case()
     out = seeded(model, images, labels, top_k=4, refine_generations=0, population=3)
     np.testing.assert_array_equal(out["queries"], 2 + 4 * 8)
     corners = {0, 255}
@@ -164,7 +135,7 @@ def test_seeded_without_refinement_only_evaluates_seeds():
 
 
 def test_seeded_input_untouched_mode_restored_and_empty():
-    model, images, labels = cnn_case(n=6)
+    model, images, labels = random_cnn_case(n=6)
     images.setflags(write=False)
     model.train()
     out = seeded(model, images, labels)
@@ -174,7 +145,7 @@ def test_seeded_input_untouched_mode_restored_and_empty():
 
 
 def test_seeded_invalid_settings():
-    model, images, labels = cnn_case(n=4)
+    model, images, labels = random_cnn_case(n=4)
     for kw in ({"top_k": 0}, {"refine_generations": -1}, {"population": 3}, {"batch_size": -1}):
         with pytest.raises(ValueError):
             seeded(model, images, labels, **kw)
@@ -184,7 +155,7 @@ def test_seeded_invalid_settings():
 
 
 def test_de_strategy_unchanged_and_dispatch():
-    model, images, labels = cnn_case()
+    model, images, labels = random_cnn_case()
     kw = {"population": 12, "generations": 4, "batch_size": 50, "seed": 2}
     run = lambda p: search_points(model, images, labels, mean=MEAN, std=STD, params=p,  # noqa: E731
                                   progress=False)
@@ -201,7 +172,7 @@ def test_invalid_strategy_is_named():
         SearchParams(strategy="cmaes")
     params = SearchParams()
     params.strategy = "random"  # settings are mutable: search_points checks again
-    model, images, labels = cnn_case(n=2)
+    model, images, labels = random_cnn_case(n=2)
     with pytest.raises(ValueError, match="'random'"):
         search_points(model, images, labels, mean=MEAN, std=STD, params=params, progress=False)
 
