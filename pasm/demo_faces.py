@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from pasm.h5store import atomic_path
 from pasm.labels import CLASSES, NUM_CLASSES
 
 REGIONS: tuple[str, ...] = ("brows", "eyes", "nose", "mouth")
@@ -666,12 +667,8 @@ def write_demo_dataset(root: str | Path, seed: int = 0, size: int = 64,
     else:
         _write_images(jobs, size)
 
-    tmp = root / f".{MANIFEST_NAME}.{os.getpid()}.tmp"
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+    with atomic_path(manifest) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(MANIFEST_COLUMNS)
         writer.writerows(rows)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, manifest)
     return manifest

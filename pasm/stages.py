@@ -6,6 +6,7 @@ run and tested from plain Python.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import time
@@ -17,7 +18,7 @@ import torch
 
 from pasm.config import effective_mask_size
 from pasm.evaluation import classification_metrics, predict_logits
-from pasm.faces import build_faces
+from pasm.faces import build_faces, pixels_rgb
 from pasm.h5store import POINT_FIELDS, Faces, atomic_path, read_faces, read_table, write_faces, write_table
 from pasm.labels import CLASSES
 from pasm.masking import apply_masks
@@ -88,7 +89,7 @@ def _check_splits(name: str, ds: dict[str, Any], faces: Faces) -> None:
 def train_rows(faces: Faces, ds: dict[str, Any], seed: int) -> np.ndarray:
     """Sorted faces.h5 rows used for training: the train split, or its class-stratified subset."""
     rows = faces.rows(ds["train_split"])
-    limit = ds.get("train_subset")
+    limit = ds["train_subset"]
     if not limit or limit >= len(rows):
         return rows
     rng = np.random.default_rng(seed)
@@ -172,10 +173,10 @@ def _gpu_slot(config: dict[str, Any]):
 
     if config["device"] == "cpu":
         return nullcontext(None)
-    n = config.get("gpus") or physical_gpu_count()  # .get: configs validated before these keys existed
+    n = config["gpus"] or physical_gpu_count()
     if n == 0:
         return nullcontext(None)
-    lock_dir = config.get("gpu_lock_dir") or Path(tempfile.gettempdir()) / f"pasm-gpu-locks-{os.getuid()}"
+    lock_dir = config["gpu_lock_dir"] or Path(tempfile.gettempdir()) / f"pasm-gpu-locks-{os.getuid()}"
     return claim_gpu(n, lock_dir)
 
 
@@ -205,8 +206,7 @@ def search_shard(
         params = SearchParams(
             population=search["population"], generations=search["generations"], scale_f=search["scale_f"],
             batch_size=search["batch_size"], seed=round_seed(config["seed"], "search", rnd),
-            strategy=search.get("strategy", "de"), top_k=search.get("top_k", 10),
-            refine_generations=search.get("refine_generations", 2),
+            strategy=search["strategy"], top_k=search["top_k"], refine_generations=search["refine_generations"],
         )
         t0 = time.perf_counter()
         found = search_points(
@@ -282,7 +282,7 @@ def finetune(
     faces = read_faces(faces_path)
     masked, _ = read_table(masked_path)
     teacher, tmeta = load_model(teacher_path, device)
-    student, _ = load_model(teacher_path, device)  # the student starts from the teacher's weights
+    student = copy.deepcopy(teacher)  # the student starts from the teacher's weights
     params = TrainParams.from_config(ds["finetune"], round_seed(config["seed"], "finetune", rnd))
     meta = _meta(ds, name, rnd, config)
     history = train(
@@ -321,9 +321,7 @@ def resize_images(images: np.ndarray, size: int) -> np.ndarray:
     """Bicubic resize of uint8 (N, H, W, 3) images to size x size (no-op when already that size)."""
     if images.shape[1:3] == (size, size):
         return images
-    from PIL import Image
-
-    return np.stack([np.asarray(Image.fromarray(im).resize((size, size), Image.Resampling.BICUBIC)) for im in images])
+    return np.stack([pixels_rgb(im, size) for im in images])
 
 
 def cross_evaluate(target_faces: str | Path, model_path: str | Path, source: str, target: str, rnd: int,
