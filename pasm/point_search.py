@@ -10,12 +10,14 @@ device.
 Two strategies (``SearchParams.strategy``):
 
 * ``"de"``: Su et al.'s attack, ``population`` random candidates evolved for ``generations``.
-* ``"seeded"``: one gradient-saliency pass per image proposes its ``top_k`` most sensitive pixels,
-  each tried with the 8 corners of the RGB cube; a short DE (``refine_generations``) then refines
-  the best ``population`` of those. Far fewer queries than "de" for a similar result.
+* ``"seeded"``: one forward+backward per image gives the input gradient of log p(label); its
+  first-order prediction ranks every (pixel, RGB-cube corner) pair, the ``top_k`` best are tried,
+  and a short DE (``refine_generations`` x ``refine_population``) refines from the best of them.
+  Far fewer queries than "de" for the same strength (benchmarks/point_search.py).
 
-On CUDA, forwards run in bfloat16 autocast on channels_last batches (probabilities are still
-computed in float32); on CPU everything runs in float32 as before.
+Forwards run on a copy of the model with convolution+batch-norm pairs folded and channels_last
+batches (pasm.inference); on CUDA in bfloat16 autocast (probabilities still computed in float32),
+on CPU in float32.
 
 Semantics worth knowing:
 
@@ -37,17 +39,18 @@ Semantics worth knowing:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from pasm.inference import inference_model
+
 __all__ = ["SearchParams", "STRATEGIES", "search_points", "seeded_search", "default_batch_size",
            "build_perturbed", "evaluate_candidates", "initial_population", "mutate", "uniforms",
-           "image_keys", "saliency", "top_pixels", "corner_candidates", "best_members"]
+           "image_keys", "input_gradient", "corner_scores", "top_seeds", "best_members"]
 
 STRATEGIES = ("de", "seeded")
 
@@ -55,7 +58,7 @@ STRATEGIES = ("de", "seeded")
 X, Y, R, G, B = range(5)
 _NDIM = 5
 _INIT_DRAWS = 8  # x, y, and three Box-Muller pairs for r, g, b
-_STEP_DRAWS = 3  # offsets picking the three distinct donors r1, r2, r3
+_STEP_DRAWS = 5  # offsets picking the three distinct donors r1, r2, r3; redraws of x and y
 
 _GAMMA = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -75,9 +78,10 @@ class SearchParams:
     scale_f: float = 0.5       # DE mutation factor F
     batch_size: int = 50       # perturbed images per forward pass; 0 = default_batch_size(device)
     seed: int = 0
-    strategy: str = "de"       # "de" (Su et al.) or "seeded" (saliency seeds + short DE)
-    top_k: int = 10            # seeded: most salient pixels tried per image (x 8 RGB corners)
+    strategy: str = "de"       # "de" (Su et al.) or "seeded" (gradient seeds + short DE)
+    top_k: int = 40            # seeded: best first-order (pixel, RGB corner) seeds tried per image
     refine_generations: int = 2  # seeded: DE generations after seeding (0: seeding only)
+    refine_population: int = 20  # seeded: DE population of the refinement
 
     def __post_init__(self) -> None:
         """Reject an unknown strategy when the settings are built, before any model is loaded."""
@@ -169,14 +173,23 @@ def _donors(u: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def mutate(pop: np.ndarray, u: np.ndarray, scale_f: float, height: int, width: int) -> np.ndarray:
-    """DE/rand/1 trials without crossover: c_r1 + F * (c_r2 - c_r3), clipped to the bounds and
-    rounded; pop int (A, P, 5), u (A, P, 3) uniforms; returns int16 (A, P, 5)."""
+    """DE/rand/1 trials without crossover: c_r1 + F * (c_r2 - c_r3), rounded; pop int (A, P, 5),
+    u (A, P, 5) uniforms; returns int16 (A, P, 5).
+
+    A coordinate that leaves the image is drawn again uniformly (u[..., 3:5]), as scipy's DE does;
+    clipping would pile those trials onto the border rows and columns, the least sensitive pixels
+    of an aligned face. RGB values are clipped to [0, 255] (the extremes are valid, strong colours).
+    """
     r1, r2, r3 = _donors(u)
     c = pop.astype(np.float32)  # values <= 2**15 are exact; float32 halves the temporaries
     take = lambda r: np.take_along_axis(c, r[..., None], axis=1)  # noqa: E731
     trial = take(r1) + np.float32(scale_f) * (take(r2) - take(r3))
-    hi = np.array([width - 1, height - 1, 255, 255, 255], dtype=np.float32)
-    return np.rint(np.clip(trial, np.float32(0), hi)).astype(np.int16)
+    trial = np.rint(trial)
+    for dim, size in ((X, width), (Y, height)):
+        out = (trial[..., dim] < 0) | (trial[..., dim] > size - 1)
+        trial[..., dim][out] = _uniform_int(u[..., 3 + dim][out], size)
+    trial[..., R:] = np.clip(trial[..., R:], 0, 255)
+    return trial.astype(np.int16)
 
 
 # --------------------------------------------------------------------------- batched evaluation
@@ -216,11 +229,11 @@ def _chunk_plan(img_idx: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.nd
 
 
 def _forward(model: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
-    """Float32 logits; on CUDA the batch goes channels_last through a bfloat16 autocast forward
-    (tensor cores), on CPU the forward is plain float32."""
+    """Float32 logits of a channels_last batch (see pasm.inference.inference_model); on CUDA
+    through a bfloat16 autocast forward (tensor cores), on CPU in float32."""
+    batch = batch.contiguous(memory_format=torch.channels_last)
     if batch.device.type != "cuda":
         return model(batch).float()
-    batch = batch.contiguous(memory_format=torch.channels_last)
     with torch.autocast("cuda", dtype=torch.bfloat16):
         logits = model(batch)
     return logits.float()
@@ -262,35 +275,37 @@ def evaluate_candidates(model: torch.nn.Module, clean: torch.Tensor, labels: tor
 # --------------------------------------------------------------------------- seeded strategy: seeds
 
 
-def saliency(model: torch.nn.Module, batch: torch.Tensor, labels: torch.Tensor,
-             std: torch.Tensor) -> torch.Tensor:
-    """(B, H, W) float32 sum over channels of |d log p(label) / d pixel value| (values on the 0..1
-    scale, hence the 1/std), from one forward+backward; high where one pixel moves the output most."""
+def input_gradient(model: torch.nn.Module, batch: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) gradient of log p(label) with respect to the normalised input, from one
+    forward+backward of the batch."""
     with torch.inference_mode(False), torch.enable_grad():
         x = batch.detach().clone().requires_grad_(True)  # clones are usable even if made in inference mode
         logp = _forward(model, x).log_softmax(dim=1).gather(1, labels[:, None].clone()).sum()
         (grad,) = torch.autograd.grad(logp, x)
-    return (grad.float().abs() / std.view(1, 3, 1, 1)).sum(dim=1)
+    return grad.float()
 
 
-def top_pixels(sal: np.ndarray, k: int) -> np.ndarray:
-    """(N, k', 2) int16 (x, y) of each image's k' = min(k, H*W) most salient pixels from (N, H, W)
-    saliencies, most salient first; ties go to the earlier row-major pixel, so the pick is exact."""
-    n, height, width = sal.shape
-    k = min(int(k), height * width)
-    flat = sal.reshape(n, height * width)
-    order = np.argsort(-flat, axis=1, kind="stable")[:, :k]
-    return np.stack([order % width, order // width], axis=-1).astype(np.int16)
+def corner_scores(grad: torch.Tensor, clean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """(B, H, W, 8) first-order change of log p(label) when pixel (x, y) of the uint8 (B, 3, H, W)
+    ``clean`` images is set to each corner of the RGB cube: sum_c grad_c (v_c - clean_c) / (255 std_c).
+    The most negative entries are the (pixel, colour) pairs most likely to flip the prediction."""
+    g = grad / (255.0 * std.view(1, 3, 1, 1))
+    corners = torch.as_tensor(_CORNERS, dtype=g.dtype, device=g.device)  # (8, 3)
+    at_corner = torch.einsum("bchw,kc->bhwk", g, corners)
+    return at_corner - (g * clean.to(g.dtype)).sum(dim=1)[..., None]
 
 
-def corner_candidates(pixels: np.ndarray) -> np.ndarray:
-    """(N, 8k, 5) int16 candidates pairing every (x, y) of (N, k, 2) pixels with the 8 corners of
-    the RGB cube, pixel-major: extreme colours are what a single pixel needs to move a prediction."""
-    n, k, _ = pixels.shape
-    cand = np.empty((n, k, len(_CORNERS), _NDIM), dtype=np.int16)
-    cand[..., :R] = pixels[:, :, None, :]
-    cand[..., R:] = _CORNERS
-    return cand.reshape(n, k * len(_CORNERS), _NDIM)
+def top_seeds(scores: torch.Tensor, k: int) -> np.ndarray:
+    """(B, k', 5) int16 candidates (x, y, r, g, b) of the k' = min(k, 8 H W) lowest ``scores``
+    (B, H, W, 8), lowest first."""
+    n, height, width, n_corners = scores.shape
+    k = min(int(k), height * width * n_corners)
+    idx = torch.topk(scores.reshape(n, -1), k, dim=1, largest=False, sorted=True).indices.cpu().numpy()
+    pixel, corner = np.divmod(idx, n_corners)
+    cand = np.empty((n, k, _NDIM), dtype=np.int16)
+    cand[..., Y], cand[..., X] = np.divmod(pixel, width)
+    cand[..., R:] = _CORNERS[corner]
+    return cand
 
 
 def best_members(cand: np.ndarray, fit: np.ndarray, flip: np.ndarray,
@@ -395,22 +410,6 @@ def _problem(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, mea
     return _Problem(model, clean, labels_t, mean_t, std_t, bs)
 
 
-@contextmanager
-def _search_mode(model: torch.nn.Module, device: torch.device) -> Iterator[None]:
-    """Eval mode (and channels_last weights on CUDA) for the search; restores the caller's model."""
-    was_training = model.training
-    model.eval()
-    cuda = device.type == "cuda"
-    if cuda:
-        model.to(memory_format=torch.channels_last)
-    try:
-        yield
-    finally:
-        if cuda:
-            model.to(memory_format=torch.contiguous_format)
-        model.train(was_training)
-
-
 def _evolve(prob: _Problem, keys: np.ndarray, active: np.ndarray, pop: np.ndarray, fit: np.ndarray,
             flip: np.ndarray, clean_correct: np.ndarray, best: _Best, *, gens: int, scale_f: float,
             stream: int, progress: bool, desc: str) -> None:
@@ -480,7 +479,8 @@ def search_points(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray
     device = torch.device(device)
     keys = image_keys(params.seed, indices)
     best = _Best.empty(n)
-    with _search_mode(model, device), torch.inference_mode():
+    model = inference_model(model, device)
+    with torch.inference_mode():
         prob = _problem(model, images, labels, mean, std, device, params.batch_size)
         everyone = np.arange(n)
         prob_before, wrong = prob.evaluate(everyone, None)
@@ -498,86 +498,86 @@ def search_points(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray
     return _result(best, prob_before, clean_correct)
 
 
-def _salient_pixels(prob: _Problem, k: int) -> np.ndarray:
-    """(N, k', 2) int16 top-k salient (x, y) of every image, one forward+backward per image in
-    chunks of the batch size (only the chosen pixels are kept, never all N saliency maps)."""
+def _seeds(prob: _Problem, k: int) -> np.ndarray:
+    """(N, k', 5) int16 first-order seeds of every image (see corner_scores), one forward+backward per
+    image in chunks of the batch size; only the chosen candidates are kept, never the score maps."""
     n = len(prob.clean)
     device = prob.clean.device
     out = []
     for s in range(0, n, prob.batch_size):
         e = min(s + prob.batch_size, n)
+        rows = torch.arange(s, e, device=device)
         with torch.no_grad():
-            batch = build_perturbed(prob.clean, torch.arange(s, e, device=device),
-                                    torch.arange(e - s, device=device), None, prob.mean, prob.std)
-        sal = saliency(prob.model, batch, prob.labels[s:e], prob.std)
-        out.append(top_pixels(sal.cpu().numpy(), k))
+            batch = build_perturbed(prob.clean, rows, torch.arange(e - s, device=device), None,
+                                    prob.mean, prob.std)
+        grad = input_gradient(prob.model, batch, prob.labels[s:e])
+        out.append(top_seeds(corner_scores(grad, prob.clean[s:e], prob.std), k))
     height, width = prob.clean.shape[2:]
-    return np.concatenate(out) if out else np.zeros((0, min(k, height * width), 2), np.int16)
+    return np.concatenate(out) if out else np.zeros((0, min(k, 8 * height * width), _NDIM), np.int16)
 
 
 def seeded_search(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, *,
                   mean: Sequence[float], std: Sequence[float], params: SearchParams,
                   device: str | torch.device = "cpu", progress: bool = True,
                   indices: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """One-pixel attack seeded by gradient saliency, refined by a short DE; same inputs and outputs
-    as search_points (whatever ``params.strategy`` says).
+    """One-pixel attack seeded by the input gradient, refined by a short DE; same inputs and
+    outputs as search_points (whatever ``params.strategy`` says).
 
-    Per image: the input gradient of log p(label) picks the ``top_k`` pixels with the largest
-    channel-summed magnitude; each is tried with the 8 RGB-cube corners (8 * top_k candidates).
-    Unless the clean prediction is correct and a seed already flips it, DE/rand/1 (factor
+    Per image: one forward+backward gives the gradient of log p(label); its first-order prediction
+    (corner_scores) ranks all 8 H W (pixel, RGB-cube corner) pairs and the ``top_k`` best are
+    evaluated. Unless the clean prediction is correct and a seed already flips it, DE/rand/1 (factor
     ``scale_f``, no crossover) then runs ``refine_generations`` generations from the best
-    ``population`` seeds (topped up with Su et al.'s random candidates when there are fewer seeds),
-    stopping early on a flip like search_points. ``queries`` counts the clean forward, the saliency
-    pass as one query (it is a forward+backward), and every candidate evaluated:
-    2 + 8k, plus max(population - 8k, 0) + population * generations run when refined.
+    ``refine_population`` seeds (topped up with Su et al.'s random candidates when there are fewer
+    seeds), stopping early on a flip like search_points. ``queries`` counts the clean forward, the
+    gradient pass as one query, and every candidate evaluated: 2 + top_k, plus
+    max(refine_population - top_k, 0) + refine_population * generations run when refined.
     Deterministic and shard-independent: the random draws are keyed by (seed, global index).
     """
     _check_strategy(params.strategy)
     images, labels, indices = _check_inputs(images, labels, indices, params)
     n, height, width, _ = images.shape
-    pop_size, gens, top_k = int(params.population), int(params.refine_generations), int(params.top_k)
+    pop_size, gens, top_k = int(params.refine_population), int(params.refine_generations), int(params.top_k)
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
     if gens < 0:
         raise ValueError(f"refine_generations must be >= 0, got {gens}")
     if gens and pop_size < 4:
-        raise ValueError("DE/rand/1 refinement needs population >= 4 (three donors distinct from the member)")
+        raise ValueError("DE/rand/1 refinement needs refine_population >= 4 (three donors distinct from the member)")
 
     device = torch.device(device)
     keys = image_keys(params.seed, indices)
     best = _Best.empty(n)
-    with _search_mode(model, device):
-        with torch.no_grad():  # not inference mode: the saliency pass differentiates through these
-            prob = _problem(model, images, labels, mean, std, device, params.batch_size)
-        everyone = np.arange(n)
-        with torch.inference_mode():
-            prob_before, wrong = prob.evaluate(everyone, None)
-        clean_correct = ~wrong
-        pixels = _salient_pixels(prob, top_k)
-        best.queries += 2  # the clean forward and the saliency forward+backward
-        with torch.inference_mode():
-            seeds = corner_candidates(pixels)
-            n_seeds = seeds.shape[1]
-            p, f = prob.evaluate(np.repeat(everyone, n_seeds), seeds.reshape(-1, _NDIM))
-            fit, flip = p.reshape(n, n_seeds), f.reshape(n, n_seeds)
-            best.queries += n_seeds
-            best.update(everyone, seeds, fit, flip)
-            if gens == 0:
-                return _result(best, prob_before, clean_correct)
+    model = inference_model(model, device)
+    with torch.no_grad():  # not inference mode: the gradient pass differentiates through these
+        prob = _problem(model, images, labels, mean, std, device, params.batch_size)
+    everyone = np.arange(n)
+    with torch.inference_mode():
+        prob_before, wrong = prob.evaluate(everyone, None)
+    clean_correct = ~wrong
+    seeds = _seeds(prob, top_k)
+    best.queries += 2  # the clean forward and the gradient forward+backward
+    with torch.inference_mode():
+        n_seeds = seeds.shape[1]
+        p, f = prob.evaluate(np.repeat(everyone, n_seeds), seeds.reshape(-1, _NDIM))
+        fit, flip = p.reshape(n, n_seeds), f.reshape(n, n_seeds)
+        best.queries += n_seeds
+        best.update(everyone, seeds, fit, flip)
+        if gens == 0:
+            return _result(best, prob_before, clean_correct)
 
-            active = everyone[~(clean_correct & best.flip)]
-            pop, fit, flip = best_members(seeds[active], fit[active], flip[active], pop_size)
-            n_fill = pop_size - pop.shape[1]
-            if n_fill > 0 and len(active):
-                fill = initial_population(uniforms(keys[active], _SEEDED_STREAM, (n_fill, _INIT_DRAWS)),
-                                          height, width)
-                p, f = prob.evaluate(np.repeat(active, n_fill), fill.reshape(-1, _NDIM))
-                p, f = p.reshape(-1, n_fill), f.reshape(-1, n_fill)
-                best.queries[active] += n_fill
-                best.update(active, fill, p, f)
-                pop = np.concatenate([pop, fill], axis=1)
-                fit, flip = np.concatenate([fit, p], axis=1), np.concatenate([flip, f], axis=1)
-            _evolve(prob, keys, active, pop, fit, flip, clean_correct, best, gens=gens,
-                    scale_f=params.scale_f, stream=_SEEDED_STREAM, progress=progress,
-                    desc="seeded point search")
+        active = everyone[~(clean_correct & best.flip)]
+        pop, fit, flip = best_members(seeds[active], fit[active], flip[active], pop_size)
+        n_fill = pop_size - pop.shape[1]
+        if n_fill > 0 and len(active):
+            fill = initial_population(uniforms(keys[active], _SEEDED_STREAM, (n_fill, _INIT_DRAWS)),
+                                      height, width)
+            p, f = prob.evaluate(np.repeat(active, n_fill), fill.reshape(-1, _NDIM))
+            p, f = p.reshape(-1, n_fill), f.reshape(-1, n_fill)
+            best.queries[active] += n_fill
+            best.update(active, fill, p, f)
+            pop = np.concatenate([pop, fill], axis=1)
+            fit, flip = np.concatenate([fit, p], axis=1), np.concatenate([flip, f], axis=1)
+        _evolve(prob, keys, active, pop, fit, flip, clean_correct, best, gens=gens,
+                scale_f=params.scale_f, stream=_SEEDED_STREAM, progress=progress,
+                desc="seeded point search")
     return _result(best, prob_before, clean_correct)

@@ -229,7 +229,14 @@ def test_initial_population_and_mutation_bounds():
     assert rgb.min() == 0 and rgb.max() == 255
     assert abs(np.median(rgb) - 128) <= 6  # Normal(128, 127), clipped
     assert ((rgb == 0).mean() > 0.1) and ((rgb == 255).mean() > 0.1)  # ~16% clipped each side
-    trial = mutate(pop, uniforms(image_keys(0, np.arange(20)), 1, (200, 3)), 0.5, h, w)
+    trial = mutate(pop, uniforms(image_keys(0, np.arange(20)), 1, (200, 5)), 0.5, h, w)
     assert trial.shape == pop.shape
     hi = np.array([w - 1, h - 1, 255, 255, 255])
     assert (trial >= 0).all() and (trial <= hi).all()
+    # Members only on the left and right columns: r1 + F (r2 - r3) often leaves the image; those
+    # coordinates are drawn again inside it rather than clipped onto the border.
+    edge = pop.copy()
+    edge[..., 0] = np.where(np.arange(200) % 2, w - 1, 0)
+    trial = mutate(edge, uniforms(image_keys(0, np.arange(20)), 1, (200, 5)), 0.5, h, w)
+    inside = (trial[..., 0] > 0) & (trial[..., 0] < w - 1)
+    assert inside.mean() > 0.2 and (trial[..., 0] >= 0).all() and (trial[..., 0] <= w - 1).all()

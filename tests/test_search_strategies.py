@@ -1,4 +1,4 @@
-"""Tests of the point-search strategies: "seeded" (saliency seeds + short DE) and the "de" dispatch."""
+"""Tests of the point-search strategies: "seeded" (gradient seeds + short DE) and the "de" dispatch."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import torch
 
 from search_cases import MEAN, STD, assert_same, normalise, random_cnn_case
 
-from pasm.point_search import (SearchParams, best_members, corner_candidates, default_batch_size,
-                               search_points, seeded_search, top_pixels)
+from pasm.point_search import (_CORNERS, SearchParams, best_members, corner_scores, default_batch_size,
+                               search_points, seeded_search, top_seeds)
 
 PX, PY = 9, 4  # the planted sensitive pixel (column, row)
 SIZE = 14
@@ -44,7 +44,7 @@ def planted_images(n: int, seed: int = 0) -> np.ndarray:
 
 
 def seeded(model, images, labels, indices=None, **kw):
-    params = SearchParams(**{"strategy": "seeded", "population": 20, "top_k": 2,
+    params = SearchParams(**{"strategy": "seeded", "refine_population": 20, "top_k": 8,
                              "refine_generations": 3, "batch_size": 50, **kw})
     return search_points(model, images, labels, mean=MEAN, std=STD, params=params, progress=False,
                          indices=indices)
@@ -61,8 +61,8 @@ def test_seeded_finds_planted_pixel_with_corner_colour():
     np.testing.assert_array_equal(out["x"], PX)
     np.testing.assert_array_equal(out["y"], PY)
     np.testing.assert_array_equal(out["rgb"][:, :2], [[0, 255]] * 10)  # red off, green on
-    # Flipped by a seed: no refinement, queries = clean + saliency + 3 pixels x 8 corners.
-    np.testing.assert_array_equal(out["queries"], 2 + 3 * 8)
+    # Flipped by a seed: no refinement, queries = clean + gradient pass + 3 seeds.
+    np.testing.assert_array_equal(out["queries"], 2 + 3)
 
 
 def test_seeded_is_deterministic_and_seed_dependent():
@@ -108,13 +108,13 @@ def test_seeded_reported_pixel_reproduces_prob_after(case):
     np.testing.assert_array_equal(out["clean_correct"], clean.argmax(1) == labels)
 
 
-@pytest.mark.parametrize("top_k,population", [(2, 20), (5, 12)])  # seeds fewer / more than population
+@pytest.mark.parametrize("top_k,population", [(5, 20), (30, 12)])  # seeds fewer / more than population
 def test_seeded_query_accounting(top_k, population):
     model, images, labels = random_cnn_case()
     gens = 3
-    out = seeded(model, images, labels, top_k=top_k, population=population, refine_generations=gens)
-    seeds = 8 * top_k
-    start = 2 + max(seeds, population)  # clean + saliency + seeds (+ random top-up)
+    out = seeded(model, images, labels, top_k=top_k, refine_population=population, refine_generations=gens)
+    seeds = top_k
+    start = 2 + max(seeds, population)  # clean + gradient pass + seeds (+ random top-up)
     q = out["queries"]
     stopped = q == 2 + seeds  # flipped by a seed: never refined
     assert stopped.any() and (out["flipped"][stopped] & out["clean_correct"][stopped]).all()
@@ -128,8 +128,8 @@ def test_seeded_query_accounting(top_k, population):
 
 def test_seeded_without_refinement_only_evaluates_seeds():
     model, images, labels = random_cnn_case()
-    out = seeded(model, images, labels, top_k=4, refine_generations=0, population=3)
-    np.testing.assert_array_equal(out["queries"], 2 + 4 * 8)
+    out = seeded(model, images, labels, top_k=4, refine_generations=0, refine_population=3)
+    np.testing.assert_array_equal(out["queries"], 2 + 4)
     corners = {0, 255}
     assert all(set(row) <= corners for row in out["rgb"].tolist())
 
@@ -146,7 +146,7 @@ def test_seeded_input_untouched_mode_restored_and_empty():
 
 def test_seeded_invalid_settings():
     model, images, labels = random_cnn_case(n=4)
-    for kw in ({"top_k": 0}, {"refine_generations": -1}, {"population": 3}, {"batch_size": -1}):
+    for kw in ({"top_k": 0}, {"refine_generations": -1}, {"refine_population": 3}, {"batch_size": -1}):
         with pytest.raises(ValueError):
             seeded(model, images, labels, **kw)
 
@@ -186,25 +186,34 @@ def test_default_batch_size():
 # --------------------------------------------------------------------------- building blocks
 
 
-def test_top_pixels_order_and_ties():
-    sal = np.zeros((2, 3, 4), dtype=np.float32)
-    sal[0, 2, 1], sal[0, 0, 3], sal[0, 1, 0] = 5, 4, 4  # tie: row-major (3,0) before (0,1)
-    sal[1] = 1.0  # all tied: first pixels in row-major order
-    got = top_pixels(sal, 3)
-    assert got.dtype == np.int16 and got.shape == (2, 3, 2)
-    np.testing.assert_array_equal(got[0], [[1, 2], [3, 0], [0, 1]])
-    np.testing.assert_array_equal(got[1], [[0, 0], [1, 0], [2, 0]])
-    assert top_pixels(sal, 99).shape == (2, 12, 2)  # k is capped at H*W
+def test_corner_scores_match_a_hand_computation():
+    rng = np.random.default_rng(0)
+    grad = torch.from_numpy(rng.normal(size=(2, 3, 3, 4)).astype(np.float32))
+    clean = torch.from_numpy(rng.integers(0, 256, (2, 3, 3, 4), dtype=np.uint8))
+    std = torch.tensor(STD)
+    got = corner_scores(grad, clean, std).numpy()
+    assert got.shape == (2, 3, 4, 8)
+    for b, y, x, k in [(0, 0, 0, 0), (1, 2, 3, 7), (0, 1, 2, 5), (1, 0, 1, 3)]:
+        want = sum(float(grad[b, c, y, x]) * (float(_CORNERS[k, c]) - float(clean[b, c, y, x])) / (255 * STD[c])
+                   for c in range(3))
+        assert got[b, y, x, k] == pytest.approx(want, rel=1e-5, abs=1e-6)
 
 
-def test_corner_candidates_and_best_members():
-    pixels = np.array([[[3, 1], [0, 2]]], dtype=np.int16)  # one image, two pixels
-    cand = corner_candidates(pixels)
-    assert cand.shape == (1, 16, 5) and cand.dtype == np.int16
-    np.testing.assert_array_equal(cand[0, :8, :2], [[3, 1]] * 8)
-    np.testing.assert_array_equal(cand[0, 8:, :2], [[0, 2]] * 8)
-    assert {tuple(c) for c in cand[0, :8, 2:].tolist()} == {
-        (r, g, b) for r in (0, 255) for g in (0, 255) for b in (0, 255)}
+def test_top_seeds_decode_pixel_and_corner_lowest_first():
+    scores = torch.zeros(2, 3, 4, 8)
+    scores[0, 2, 1, 6] = -5.0  # y=2, x=1, corner 6
+    scores[0, 0, 3, 1] = -4.0  # y=0, x=3, corner 1
+    scores[1, 1, 0, 0] = -1.0
+    got = top_seeds(scores, 2)
+    assert got.dtype == np.int16 and got.shape == (2, 2, 5)
+    np.testing.assert_array_equal(got[0, 0], [1, 2, *_CORNERS[6]])
+    np.testing.assert_array_equal(got[0, 1], [3, 0, *_CORNERS[1]])
+    np.testing.assert_array_equal(got[1, 0], [0, 1, *_CORNERS[0]])
+    assert top_seeds(scores, 999).shape == (2, 3 * 4 * 8, 5)  # k is capped at 8 H W
+
+
+def test_best_members_stable_lowest_first():
+    cand = np.arange(16 * 5, dtype=np.int16).reshape(1, 16, 5)
     fit = np.array([[0.5, 0.1, 0.9, 0.1] + [1.0] * 12], dtype=np.float32)
     flip = fit < 0.2
     pop, f, fl = best_members(cand, fit, flip, 3)
