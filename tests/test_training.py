@@ -81,3 +81,56 @@ def test_model_file_requires_metadata(tmp_path):
     with pytest.raises(ValueError, match="lacks"):
         save_model(tmp_path / "m.pt", build_model("compact", 7, width=4), {"arch": "compact"})
     assert not (tmp_path / "m.pt").exists()
+
+
+class Interrupted(Exception):
+    """Stands for the job being killed right after an epoch's state was saved."""
+
+
+def _stop_after(k):
+    def hook(epoch):
+        if epoch == k:
+            raise Interrupted(epoch)
+    return hook
+
+
+def test_interrupted_run_resumes_at_next_epoch_with_identical_weights(tmp_path, caplog):
+    from pasm.training import Resume
+
+    imgs, labels = _data()
+    init = build_model("compact", 7, width=4)
+    full, part = build_model("compact", 7, width=4), build_model("compact", 7, width=4)
+    full.load_state_dict(init.state_dict())
+    part.load_state_dict(init.state_dict())
+    params = _params(epochs=4, flip=True)
+    train(full, imgs, labels, params, mean=MEAN, std=STD, progress=False)
+
+    resume = Resume(tmp_path / "state.pt", key="inputs-and-params-hash")
+    with pytest.raises(Interrupted):
+        train(part, imgs, labels, params, mean=MEAN, std=STD, progress=False, resume=resume,
+              log_csv=tmp_path / "log.csv", on_epoch_end=_stop_after(2))
+    assert resume.path.exists() and not (tmp_path / "log.csv").exists()  # no finished-looking log yet
+    seen = []
+    fresh = build_model("compact", 7, width=4)  # a new process: weights come from the saved state
+    with caplog.at_level("INFO", logger="pasm.training"):
+        hist = train(fresh, imgs, labels, params, mean=MEAN, std=STD, progress=False, resume=resume,
+                     log_csv=tmp_path / "log.csv", on_epoch_end=seen.append)
+    assert seen == [3, 4]  # epochs 1-2 were not trained again
+    assert "continuing at epoch 3" in caplog.text
+    assert [h["epoch"] for h in hist] == [1, 2, 3, 4]
+    assert [int(r["epoch"]) for r in csv.DictReader(open(tmp_path / "log.csv"))] == [1, 2, 3, 4]
+    for (k, va), vb in zip(full.state_dict().items(), fresh.state_dict().values()):
+        assert torch.equal(va, vb), k
+
+
+def test_state_with_another_key_is_not_reused(tmp_path):
+    from pasm.training import Resume
+
+    imgs, labels = _data()
+    with pytest.raises(Interrupted):
+        train(build_model("compact", 7, width=4), imgs, labels, _params(epochs=3), mean=MEAN, std=STD,
+              progress=False, resume=Resume(tmp_path / "state.pt", "old"), on_epoch_end=_stop_after(2))
+    seen = []
+    train(build_model("compact", 7, width=4), imgs, labels, _params(epochs=3), mean=MEAN, std=STD,
+          progress=False, resume=Resume(tmp_path / "state.pt", "changed"), on_epoch_end=seen.append)
+    assert seen == [1, 2, 3]
