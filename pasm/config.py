@@ -57,6 +57,22 @@ def _key_path(error: jsonschema.ValidationError) -> str:
     return ".".join(parts) if parts else "<top level>"
 
 
+def _weights_errors(key: str, model: dict[str, Any]) -> list[str]:
+    """ImageNet weights asked for an arch without them, or missing on this machine (checked before any job)."""
+    if model["pretrained"] != "imagenet":
+        return []
+    if model["arch"] == "compact":
+        return [f"{key}.pretrained: the compact CNN has no ImageNet weights; use pretrained: none"]
+    from pasm.models import imagenet_weights_file
+
+    cached, url = imagenet_weights_file(model["arch"])
+    path = Path(model["weights_file"]) if model["weights_file"] else cached
+    if path.is_file():
+        return []
+    return [f"{key}.pretrained: ImageNet weights for {model['arch']} not found at {path}. Download {url} on a "
+            f"machine with internet and copy it to {cached}, or set {key}.weights_file to its path"]
+
+
 def _semantic_errors(cfg: dict[str, Any]) -> list[str]:
     """Checks a schema cannot express: cross-key consistency."""
     errors = []
@@ -68,6 +84,12 @@ def _semantic_errors(cfg: dict[str, Any]) -> list[str]:
                 errors.append(f"datasets.{name}.{phase}.lr_milestones: {bad} exceed epochs={tr['epochs']}")
         if ds["model"]["arch"] == "compact" and ds["image_size"] < 16:
             errors.append(f"datasets.{name}.image_size: too small for the compact CNN")
+        errors += _weights_errors(f"datasets.{name}.model", ds["model"])
+        if cfg["method"]["rounds"] == "auto" and not ds["val_split"]:
+            errors.append(f"datasets.{name}.val_split: method.rounds 'auto' decides on validation accuracy, "
+                          "so every data set needs a val_split")
+    if "cross_network" in cfg["method"]["ablation"]["variants"]:
+        errors += _weights_errors("method.ablation.cross_network", cfg["method"]["ablation"]["cross_network"])
     for name, ds in cfg["datasets"].items():
         mask = effective_mask_size(cfg, name)
         key = f"datasets.{name}.mask_size" if ds["mask_size"] else "method.mask_size"

@@ -60,17 +60,67 @@ class CompactResNet(nn.Module):
         return self.fc(torch.flatten(self.pool(self.blocks(self.stem(x))), 1))
 
 
-def build_model(arch: str, num_classes: int = 7, width: int = 32) -> nn.Module:
-    """Construct an untrained network with a num_classes-way classifier."""
+_IMAGENET_WEIGHTS = {"resnet18": "ResNet18_Weights", "resnet34": "ResNet34_Weights", "vgg16": "VGG16_Weights"}
+
+
+class MissingWeightsError(FileNotFoundError):
+    """ImageNet weights were asked for but are not on this machine (there is no silent fallback)."""
+
+
+def imagenet_weights_file(arch: str) -> tuple[Path, str]:
+    """Where torchvision keeps the ImageNet weights of ``arch`` (torch hub cache) and their URL."""
+    import torch.hub
+    import torchvision
+
+    if arch not in _IMAGENET_WEIGHTS:
+        raise ValueError(f"no ImageNet weights for arch {arch!r}; they exist for {sorted(_IMAGENET_WEIGHTS)}")
+    url = getattr(torchvision.models, _IMAGENET_WEIGHTS[arch]).IMAGENET1K_V1.url
+    return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1], url
+
+
+def _reset_classifier(model: nn.Module, arch: str, num_classes: int) -> None:
+    """Replace the 1000-way ImageNet classifier by a freshly initialised num_classes-way one."""
+    if arch == "vgg16":
+        model.classifier[6] = nn.Linear(model.classifier[6].in_features, num_classes)
+    else:
+        model.fc = nn.Linear(model.fc.in_features, num_classes)
+
+
+def build_model(arch: str, num_classes: int = 7, width: int = 32, pretrained: str = "none",
+                weights_file: str | Path | None = None) -> nn.Module:
+    """Construct a num_classes-way network: random weights, or (``pretrained="imagenet"``)
+    torchvision's ImageNet weights read from ``weights_file`` or the torch hub cache, classifier reset.
+
+    Raises MissingWeightsError naming the exact file to provide when ImageNet weights are missing
+    (this machine may have no internet; a silent fallback to random weights would spoil a run).
+    """
+    if pretrained not in ("none", "imagenet"):
+        raise ValueError(f"pretrained must be 'none' or 'imagenet', got {pretrained!r}")
     if arch == "compact":
+        if pretrained != "none":
+            raise ValueError("the compact CNN has no ImageNet weights; use pretrained: none")
         return CompactResNet(num_classes, width)
     import torchvision  # imported here: it costs seconds at start-up (torch._dynamo) and most jobs never need it
 
-    if arch in ("resnet18", "resnet34"):
+    if arch not in _IMAGENET_WEIGHTS:
+        raise ValueError(f"unknown model arch {arch!r}; choose compact, resnet18, resnet34 or vgg16")
+    if pretrained == "none":
         return getattr(torchvision.models, arch)(weights=None, num_classes=num_classes)
-    if arch == "vgg16":
-        return torchvision.models.vgg16(weights=None, num_classes=num_classes)
-    raise ValueError(f"unknown model arch {arch!r}; choose compact, resnet18, resnet34 or vgg16")
+    cached, url = imagenet_weights_file(arch)
+    path = Path(weights_file) if weights_file else cached
+    if not path.is_file():
+        raise MissingWeightsError(
+            f"ImageNet weights for {arch} not found at {path}. Download {url} on a machine with internet "
+            f"and copy it to {cached} (the torch hub cache; TORCH_HOME moves it), or set the data set's "
+            f"model.weights_file to its path. Refusing to train from random weights instead."
+        )
+    model = getattr(torchvision.models, arch)(weights=None)
+    try:
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    except (RuntimeError, OSError, ValueError) as exc:
+        raise ValueError(f"{path}: not torchvision's ImageNet weights for {arch} ({exc})") from None
+    _reset_classifier(model, arch, num_classes)
+    return model
 
 
 def file_sha256(path: str | Path) -> str:
