@@ -36,3 +36,32 @@ rule cross_evaluate:
         "results/{ds}/logs/round{r}/cross_{target}.log",
     script:
         "../workflow_scripts/cross_evaluate.py"
+
+
+checkpoint round_decision:
+    """After round r is evaluated: build round r+1? (fixed rounds, or rounds: auto on validation accuracy)"""
+    input:
+        metrics=metrics_so_far,
+    output:
+        "results/{ds}/rounds/decision{r}.json",
+    params:
+        val_split=val_split_of,
+        rounds=CFG["method"]["rounds"],
+        max_rounds=CFG["method"]["max_rounds"],
+        margin=CFG["method"]["auto_margin"],
+    log:
+        "results/{ds}/logs/round{r}/decision.log",
+    script:
+        "../workflow_scripts/round_decision.py"
+
+
+rule final:
+    """The rounds built (until the decision says stop) and the final round, in final.json."""
+    input:
+        decided_rounds,
+    output:
+        "results/{ds}/final.json",
+    log:
+        "results/{ds}/logs/final.log",
+    script:
+        "../workflow_scripts/final.py"
