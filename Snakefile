@@ -13,6 +13,7 @@ include: "rules/data.smk"
 include: "rules/train.smk"
 include: "rules/search.smk"
 include: "rules/evaluate.smk"
+include: "rules/ablation.smk"
 
 
 rule all:

@@ -7,6 +7,7 @@ run and tested from plain Python.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import logging
 import time
@@ -25,7 +26,7 @@ from pasm.masking import apply_masks
 from pasm.models import IMAGENET_MEAN, IMAGENET_STD, build_model, file_sha256, load_model, save_model
 from pasm.plots import confusion_plot, masked_grid
 from pasm.readers import read_dataset
-from pasm.training import TrainParams, train
+from pasm.training import Resume, TrainParams, train
 
 log = logging.getLogger(__name__)
 
@@ -126,25 +127,47 @@ def _val(faces: Faces, ds: dict[str, Any]) -> tuple[np.ndarray, np.ndarray] | No
     return faces.images[rows], faces.labels[rows]
 
 
+def resume_state(out_model: str | Path, stage: str, inputs: Sequence[str | Path], settings: dict[str, Any]) -> Resume:
+    """Per-epoch training state kept beside the job's model file but not declared as an output
+    (Snakemake deletes declared outputs before a rerun), keyed by the SHA-256 of the job's input
+    files and settings, so a state left by other inputs or parameters is never continued."""
+    blob = json.dumps({"stage": stage, "inputs": [file_sha256(p) for p in inputs], "settings": settings},
+                      sort_keys=True, default=str)
+    return Resume(Path(out_model).with_name(f"{Path(out_model).stem}.train_state.pt"),
+                  hashlib.sha256(blob.encode()).hexdigest())
+
+
+def _finish(out_model: str | Path, model: torch.nn.Module, meta: dict[str, Any], resume: Resume) -> None:
+    """Write the declared model file once, atomically, then drop the no longer needed training state."""
+    save_model(out_model, model, meta)
+    Path(resume.path).unlink(missing_ok=True)
+
+
 def pretrain(
     faces_path: str | Path, name: str, config: dict[str, Any], out_model: str | Path, out_log: str | Path,
-    progress: bool = True,
+    progress: bool = True, model_cfg: dict[str, Any] | None = None,
 ) -> None:
-    """Round 0: train the network from scratch with cross-entropy (Eq. 1)."""
+    """Round 0: train the network (from scratch or ImageNet weights) with cross-entropy (Eq. 1).
+
+    ``model_cfg`` overrides the data set's model block (the cross-network ablation's second backbone).
+    """
     ds = config["datasets"][name]
+    mcfg = model_cfg or ds["model"]
     device = resolve_device(config["device"])
     faces = read_faces(faces_path)
     rows = train_rows(faces, ds, config["seed"])
     torch.manual_seed(config["seed"])
-    model = build_model(ds["model"]["arch"], len(CLASSES), ds["model"]["width"])
+    model = build_model(mcfg["arch"], len(CLASSES), mcfg["width"], mcfg["pretrained"], mcfg["weights_file"])
     params = TrainParams.from_config(ds["pretrain"], round_seed(config["seed"], "pretrain", 0))
     meta = _meta(ds, name, 0, config)
+    meta.update(arch=mcfg["arch"], width=mcfg["width"], pretrained=mcfg["pretrained"])
+    resume = resume_state(out_model, "pretrain", [faces_path], {"config": config, "model": mcfg})
     history = train(
         model, faces.images[rows], faces.labels[rows], params, mean=meta["mean"], std=meta["std"],
-        device=device, val=_val(faces, ds), log_csv=out_log, progress=progress,
+        device=device, val=_val(faces, ds), log_csv=out_log, progress=progress, resume=resume,
     )
     meta["history"] = history
-    save_model(out_model, model, meta)
+    _finish(out_model, model, meta, resume)
 
 
 def shard_rows(n_train: int, shard: int, n_shards: int) -> tuple[int, int]:
@@ -258,9 +281,10 @@ def gather_points(shard_paths: Sequence[str | Path], faces_path: str | Path, nam
 
 
 def make_masked(faces_path: str | Path, points_path: str | Path, name: str, config: dict[str, Any], rnd: int,
-                out_h5: str | Path, out_png: str | Path) -> None:
-    """Build the augmented training set: each image with its S x S patch filled (Sec. 3.3, Alg. 1 l.6-7)."""
-    size = effective_mask_size(config, name)
+                out_h5: str | Path, out_png: str | Path, size: int | None = None) -> None:
+    """Build the augmented training set: each image with its S x S patch filled (Sec. 3.3, Alg. 1 l.6-7);
+    S is the configured mask size unless ``size`` is given (the mask-size sweep)."""
+    size = size or effective_mask_size(config, name)
     faces = read_faces(faces_path)
     points, _ = read_table(points_path)
     idx = points["index"]
@@ -277,22 +301,40 @@ def finetune(
     rnd: int, out_model: str | Path, out_log: str | Path, progress: bool = True,
 ) -> None:
     """Round r: student (initialised from the teacher) trained on masked images with Eq. 4."""
-    ds = config["datasets"][name]
     method = config["method"]
-    device = resolve_device(config["device"])
     faces = read_faces(faces_path)
     masked, _ = read_table(masked_path)
-    teacher, tmeta = load_model(teacher_path, device)
-    student = copy.deepcopy(teacher)  # the student starts from the teacher's weights
+    fit_student(faces, masked["images"], masked["labels"], masked["index"], teacher_path, name, config, rnd,
+                out_model, out_log, alpha=method["alpha"], beta=method["beta"],
+                inputs=[faces_path, masked_path, teacher_path], stage="finetune", progress=progress)
+
+
+def fit_student(
+    faces: Faces, images: np.ndarray, labels: np.ndarray, rows: np.ndarray, init_path: str | Path, name: str,
+    config: dict[str, Any], rnd: int, out_model: str | Path, out_log: str | Path, *, alpha: float, beta: float,
+    inputs: Sequence[str | Path], stage: str, student_transform: Any = None, progress: bool = True,
+    extra_meta: dict[str, Any] | None = None,
+) -> None:
+    """Train a student that starts from the model at ``init_path`` on ``images`` (rows ``rows`` of
+    faces.h5) with the finetune budget: Eq. 4 with that model as frozen teacher on the clean rows
+    when beta > 0, cross-entropy alone when beta == 0 (Table 6's "w/o teacher" setting)."""
+    ds = config["datasets"][name]
+    device = resolve_device(config["device"])
+    init, imeta = load_model(init_path, device)
+    teacher = copy.deepcopy(init) if beta > 0 else None  # the student starts from the teacher's weights
     params = TrainParams.from_config(ds["finetune"], round_seed(config["seed"], "finetune", rnd))
     meta = _meta(ds, name, rnd, config)
+    meta.update(arch=imeta["arch"], width=imeta["width"], **(extra_meta or {}))
+    resume = resume_state(out_model, stage, inputs, {"config": config, "alpha": alpha, "beta": beta,
+                                                     "extra": extra_meta})
     history = train(
-        student, masked["images"], masked["labels"], params, mean=tmeta["mean"], std=tmeta["std"], device=device,
-        teacher=teacher, clean_images=faces.images[masked["index"]], alpha=method["alpha"], beta=method["beta"],
-        val=_val(faces, ds), log_csv=out_log, progress=progress,
+        init, images, labels, params, mean=imeta["mean"], std=imeta["std"], device=device,
+        teacher=teacher, clean_images=faces.images[rows] if teacher is not None else None, alpha=alpha, beta=beta,
+        val=_val(faces, ds), log_csv=out_log, progress=progress, resume=resume, student_transform=student_transform,
     )
-    meta.update(history=history, teacher_sha256=file_sha256(teacher_path), teacher_path=str(teacher_path))
-    save_model(out_model, student, meta)
+    meta.update(history=history, teacher_sha256=file_sha256(init_path), teacher_path=str(init_path),
+                alpha=alpha, beta=beta)
+    _finish(out_model, init, meta, resume)
 
 
 def evaluate(faces_path: str | Path, model_path: str | Path, name: str, config: dict[str, Any], rnd: int,

@@ -49,11 +49,17 @@ def dataset_cfg(name):
     return CFG["datasets"][name]
 
 
-def job_config(name, with_method):
+# Method keys that only choose targets (rounds) or configure the ablations: main-round jobs
+# must not rerun when they change.
+TARGET_ONLY_KEYS = ("rounds", "max_rounds", "auto_margin", "ablation")
+
+
+def job_config(name, with_method, with_ablation=False):
     """The part of the config a job depends on: its data set's block (and the method's if used).
 
     Passed as a rule param, so a change to another data set's block does not rerun this job.
     """
+    drop = TARGET_ONLY_KEYS if not with_ablation else ("rounds", "max_rounds", "auto_margin")
     return {
         "seed": CFG["seed"],
         "device": CFG["device"],
@@ -61,8 +67,7 @@ def job_config(name, with_method):
         "gpus": CFG["gpus"],
         "gpu_lock_dir": CFG["gpu_lock_dir"],
         "datasets": {name: dataset_cfg(name)},
-        # method.rounds only chooses the default target; it must not rerun jobs
-        "method": {k: v for k, v in CFG["method"].items() if k != "rounds"} if with_method else {},
+        "method": {k: v for k, v in CFG["method"].items() if k not in drop} if with_method else {},
     }
 
 
@@ -129,9 +134,103 @@ def round_model(wildcards):
 
 
 def all_targets():
-    """Default target: metrics of rounds 0..method.rounds for every configured data set."""
+    """Default target: metrics of rounds 0..method.rounds for every configured data set, or with
+    rounds: auto, each data set's final.json (rounds added while validation accuracy improves)."""
+    if CFG["method"]["rounds"] == "auto":
+        return [f"results/{name}/final.json" for name in CFG["datasets"]]
     return [
         f"results/{name}/round{r}/metrics.json"
         for name in CFG["datasets"]
         for r in range(CFG["method"]["rounds"] + 1)
     ]
+
+
+def metrics_so_far(wildcards):
+    """Metrics of rounds 0..r, in order (the round decision compares the last two)."""
+    return [f"results/{wildcards.ds}/round{r}/metrics.json" for r in range(int(wildcards.r) + 1)]
+
+
+def val_split_of(wildcards):
+    """The validation split of the data set (rounds: auto decides on it; checked in the config)."""
+    return dataset_cfg(wildcards.ds)["val_split"] or dataset_cfg(wildcards.ds)["eval_splits"][0]
+
+
+def decided_rounds(wildcards):
+    """Round decisions 0, 1, ... up to the first that says stop (built one at a time: a checkpoint)."""
+    import json
+
+    r = 0
+    while True:
+        path = checkpoints.round_decision.get(ds=wildcards.ds, r=str(r)).output[0]
+        with open(path) as fh:
+            if not json.load(fh)["continue"]:
+                break
+        r += 1
+    return [f"results/{wildcards.ds}/rounds/decision{i}.json" for i in range(r + 1)]
+
+
+wildcard_constraints:
+    variant="[A-Za-z0-9_.]+",
+
+
+def ablation_variants(wildcards):
+    """The ablation variants the config asks for (see pasm.ablation)."""
+    from pasm.ablation import variant_names
+
+    return variant_names(CFG["method"]["ablation"])
+
+
+def ablation_params(wildcards):
+    """Config slice of the ablation jobs: the method's keys including its ablation block."""
+    return job_config(wildcards.ds, with_method=True, with_ablation=True)
+
+
+def seeded_params(wildcards):
+    """Round-1 job config with the point search switched to the seeded strategy."""
+    cfg = ablation_params(wildcards)
+    cfg["method"] = {**cfg["method"], "search": {**cfg["method"]["search"], "strategy": "seeded"}}
+    return cfg
+
+
+def ablation_points(wildcards):
+    """The points a masked variant is built from: its own (pasm_seeded) or PASM round 1's."""
+    if wildcards.variant == "pasm_seeded":
+        return f"results/{wildcards.ds}/ablation/pasm_seeded/points.h5"
+    return f"results/{wildcards.ds}/round1/points.h5"
+
+
+def ablation_mask_size(wildcards):
+    """The swept mask side of a mask_size_S variant; None: the configured size."""
+    if wildcards.variant.startswith("mask_size_"):
+        return int(wildcards.variant[len("mask_size_"):])
+    return None
+
+
+def ablation_inputs(wildcards):
+    """Extra inputs of a variant's training job: its masked images and, for cross_network, the other backbone."""
+    v, ds = wildcards.variant, wildcards.ds
+    if v not in ablation_variants(wildcards):
+        raise WorkflowError(f"ablation {v!r} is not configured (method.ablation: {ablation_variants(wildcards)})")
+    if v in ("random_erasing", "adv_erasing"):
+        return {}
+    if v in ("pasm_seeded",) or v.startswith("mask_size_"):
+        return {"masked": f"results/{ds}/ablation/{v}/masked.h5"}
+    inputs = {"masked": f"results/{ds}/round1/masked.h5"}
+    if v == "cross_network":
+        inputs["init"] = f"results/{ds}/ablation/cross_network/round0/model.pt"
+    return inputs
+
+
+def ablation_table_inputs(wildcards):
+    """Metrics and models of round 0, round 1 and every variant, plus the point files behind their masks."""
+    ds = wildcards.ds
+    inputs = {
+        "metrics": [f"results/{ds}/round{r}/metrics.json" for r in (0, 1)]
+        + [f"results/{ds}/ablation/{v}/metrics.json" for v in ablation_variants(wildcards)],
+        "models": [f"results/{ds}/round{r}/model.pt" for r in (0, 1)]
+        + [f"results/{ds}/ablation/{v}/model.pt" for v in ablation_variants(wildcards)],
+        "points": [f"results/{ds}/round1/points.h5"],
+    }
+    if "pasm_seeded" in ablation_variants(wildcards):
+        inputs["points"].append(f"results/{ds}/ablation/pasm_seeded/points.h5")
+    return inputs

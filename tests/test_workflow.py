@@ -32,7 +32,8 @@ TINY = {
             "finetune": {"epochs": 1, "batch_size": 16, "lr": 0.01, "lr_milestones": [1], "crop_pad": 2},
         }
     },
-    "method": {"rounds": 2, "mask_size": 5, "shards": 2, "search": {"population": 6, "generations": 2}},
+    "method": {"rounds": 2, "mask_size": 5, "shards": 2, "search": {"population": 6, "generations": 2},
+               "ablation": {"mask_sizes": [3], "betas": [0.5], "cross_network": {"arch": "compact", "width": 4}}},
 }
 
 
@@ -146,3 +147,42 @@ def test_bad_config_is_rejected_before_any_job(tmp_path):
     assert "method.beta: 'a lot' is not of type 'number'" in err
     assert "method.search: Additional properties are not allowed ('generatoins' was unexpected)" in err
     assert not (tmp_path / "results").exists()
+
+
+def test_ablations_side_by_side(tiny_run):
+    run_snakemake(tiny_run, "--cores", "2", "results/tiny/ablation/table.md")
+    base = tiny_run / "results/tiny/ablation"
+    table = (base / "table.csv").read_text().splitlines()
+    methods = [line.split(",")[0] for line in table[1:]]
+    assert methods == ["round 0 (pretrained)", "PASM round 1", "random_erasing", "adv_erasing", "pasm_noteacher",
+                       "pasm_seeded", "cross_network", "mask_size_3", "beta_0.5"]
+    assert "| random_erasing |" in (base / "table.md").read_text()
+    round0 = file_sha256(tiny_run / "results/tiny/round0/model.pt")
+    for variant in methods[2:]:
+        _, meta = load_model(base / variant / "model.pt")
+        assert meta["ablation"] == variant
+        expected_teacher = (file_sha256(base / "cross_network/round0/model.pt") if variant == "cross_network"
+                            else round0)  # every variant starts from the same round-0 model
+        assert meta["teacher_sha256"] == expected_teacher
+        assert meta["beta"] == {"pasm_noteacher": 0.0, "cross_network": 0.0, "random_erasing": 0.0,
+                                "adv_erasing": 0.0, "beta_0.5": 0.5}.get(variant, 0.1)
+        assert not list((base / variant).glob("*.train_state.pt"))  # removed once the model is written
+    _, masked_attrs = read_table(base / "mask_size_3/masked.h5")
+    assert masked_attrs["mask_size"] == 3
+    seeded, attrs = read_table(base / "pasm_seeded/points.h5")
+    assert attrs["search"]["strategy"] == "seeded" and len(seeded["index"]) == 42
+
+
+def test_final_json_fixed_and_auto_rounds(tiny_run):
+    run_snakemake(tiny_run, "--cores", "2", "results/tiny/final.json")
+    final = json.loads((tiny_run / "results/tiny/final.json").read_text())
+    assert final["rounds_built"] == 2 and final["stopped_because"] == "fixed rounds: 2"
+    accs = final["val_accuracy"]
+    assert len(accs) == 3 and final["final_round"] == max(range(3), key=lambda r: (accs[r], -r))
+    # rounds: auto with max_rounds 2 reuses the built rounds (their jobs do not depend on these keys)
+    auto = {**TINY, "method": {**TINY["method"], "rounds": "auto", "max_rounds": 2}}
+    (tiny_run / "auto.yaml").write_text(yaml.safe_dump(auto))
+    proc = run_snakemake(tiny_run, "--cores", "2", "results/tiny/final.json", "--configfile", "auto.yaml")
+    assert "rule finetune" not in proc.stdout + proc.stderr and "rule search_points" not in proc.stdout + proc.stderr
+    final = json.loads((tiny_run / "results/tiny/final.json").read_text())
+    assert final["rounds_built"] <= 2 and final["final_round"] <= final["rounds_built"]
