@@ -6,7 +6,7 @@ passes of the prepared model over (b)'s number of queries at (b)'s batch size.
 All use one trained model file and the same correctly classified training images; (a) vs (a2)
 separates what model preparation buys from what the batched engine buys. Prints the table
 last and writes the same numbers to a JSON file. torchattacks is a benchmark-only dependency
-(``pip install torchattacks==3.5.1``).
+(``pip install -e '.[bench]'``, torchattacks 3.5.1).
 
 Usage (from the repository root, after the FER2013 CPU round 0 exists):
   snakemake --cores 2 results/fer2013/round0/model.pt --configfile config/fer2013_cpu.yaml
