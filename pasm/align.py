@@ -45,6 +45,21 @@ TEMPLATES: dict[str, np.ndarray] = {
             [0.620, 0.680],  # right mouth corner
         ]
     ),
+    # FER2013's own framing, for prediction with models trained on its 48 px crops (CK+48 frames
+    # faces alike: its medians are within 0.015 of these). Measured, not designed: the median of
+    # MTCNN's landmarks on the 1,314 faces found among FER2013's first 1,500 training rows, made
+    # left-right symmetric. Tighter than fer-v1 (inter-ocular 0.39 of the side, eyes at y = 0.40).
+    # A FER2013-trained compact model on 525 PublicTest faces: 56.8% as given, 44.2% re-aligned
+    # (MTCNN + warp) with fer-v1, 52.8% with this template.
+    "fer2013": np.array(
+        [
+            [0.307, 0.402],  # left eye
+            [0.693, 0.402],  # right eye
+            [0.500, 0.619],  # nose tip
+            [0.334, 0.808],  # left mouth corner
+            [0.666, 0.808],  # right mouth corner
+        ]
+    ),
 }
 """Named 5-point templates; the name is stored with aligned data so models can record it."""
 for _points in TEMPLATES.values():
