@@ -34,6 +34,13 @@ def _parser() -> argparse.ArgumentParser:
                          help="leave out detections MTCNN is less sure of than this (default 0.9)")
     predict.add_argument("--annotate", metavar="DIR", help="also write each photo with boxes and top labels to DIR")
 
+    export = sub.add_parser(
+        "export", help="write a model file as ONNX (needs the 'export' extra)",
+        description="ONNX input 'pixels': uint8 (N, H, W, 3) aligned faces; output 'probabilities': float32 (N, C); "
+                    "normalisation and softmax are inside the graph, N is dynamic. Checked against PyTorch.",
+    )
+    export.add_argument("--onnx", required=True, metavar="OUT", help="the .onnx file to write")
+    export.add_argument("--model", required=True, help="a model file, e.g. results/<ds>/round<r>/model.pt")
     return parser
 
 
@@ -56,6 +63,23 @@ def _predict(args: argparse.Namespace) -> int:
     return 2 if unreadable else 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    """Run `pasm export`; prints the written path and the measured ONNX/PyTorch difference."""
+    try:
+        from pasm.export import export_onnx
+
+        info = export_onnx(args.model, args.onnx)
+    except ImportError as exc:
+        print(f"pasm export: {exc}; install the extra: pip install 'pasm[export]'", file=sys.stderr)
+        return 1
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        print(f"pasm export: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.onnx}: {info['arch']}, {len(info['classes'])} classes, {info['image_size']} px input, "
+          f"max |ONNX - PyTorch| {info['max_abs_diff']:.1e}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `pasm` console script."""
     args = _parser().parse_args(argv)
@@ -63,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("pasm").setLevel(logging.INFO)  # pasm's progress lines; other libraries' warnings only
     if args.command == "predict":
         return _predict(args)
+    if args.command == "export":
+        return _export(args)
     rows = collect(args.dataset_dir)
     if not rows:
         print(f"no metrics.json under {args.dataset_dir}/round*/", file=sys.stderr)
