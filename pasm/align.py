@@ -45,6 +45,21 @@ TEMPLATES: dict[str, np.ndarray] = {
             [0.620, 0.680],  # right mouth corner
         ]
     ),
+    # FER2013's own framing, for prediction with models trained on its 48 px crops (CK+48 frames
+    # faces alike: its medians are within 0.015 of these). Measured, not designed: the median of
+    # MTCNN's landmarks on the 1,314 faces found among FER2013's first 1,500 training rows, made
+    # left-right symmetric. Tighter than fer-v1 (inter-ocular 0.39 of the side, eyes at y = 0.40).
+    # A FER2013-trained compact model on 525 PublicTest faces: 56.8% as given, 44.2% re-aligned
+    # (MTCNN + warp) with fer-v1, 52.8% with this template.
+    "fer2013": np.array(
+        [
+            [0.307, 0.402],  # left eye
+            [0.693, 0.402],  # right eye
+            [0.500, 0.619],  # nose tip
+            [0.334, 0.808],  # left mouth corner
+            [0.666, 0.808],  # right mouth corner
+        ]
+    ),
 }
 """Named 5-point templates; the name is stored with aligned data so models can record it."""
 for _points in TEMPLATES.values():
@@ -215,16 +230,18 @@ def unscale(points: np.ndarray, scale: np.ndarray) -> np.ndarray:
     return (points + 0.5) / scale - 0.5
 
 
-def pick_face(boxes: np.ndarray | None, probs: np.ndarray | None, points: np.ndarray | None
-              ) -> tuple[np.ndarray | None, np.ndarray | None, float | None]:
-    """The largest detected face (the photo's subject; background faces are smaller), ties by probability."""
+def faces_by_size(boxes: np.ndarray | None, probs: np.ndarray | None, points: np.ndarray | None
+                  ) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    """Every detection of one image as (box, (5, 2) landmarks, probability), largest first, ties by probability."""
     if boxes is None or len(boxes) == 0:
-        return None, None, None
+        return []
     boxes = np.asarray(boxes, dtype=np.float64)
     probs = np.asarray(probs, dtype=np.float64)
     area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    best = int(np.lexsort((-probs, -area))[0])
-    return boxes[best].copy(), np.asarray(points[best], dtype=np.float64).copy(), float(probs[best])
+    return [
+        (boxes[i].copy(), np.asarray(points[i], dtype=np.float64).copy(), float(probs[i]))
+        for i in np.lexsort((-probs, -area))
+    ]
 
 
 def align_face(image: np.ndarray, landmarks: np.ndarray, settings: AlignSettings) -> tuple[np.ndarray, np.ndarray]:
@@ -245,10 +262,11 @@ class FaceAligner:
         self.batch_size = max(1, int(batch_size))
         self.mtcnn = MTCNN(keep_all=True, min_face_size=settings.min_face, device=device, select_largest=True)
 
-    def detect(self, images: Sequence[np.ndarray]) -> list[tuple[np.ndarray | None, np.ndarray | None, float | None]]:
-        """Per image (box x0,y0,x1,y1; (5, 2) landmarks; probability) of its largest face, or (None, None, None).
+    def detect_all(self, images: Sequence[np.ndarray]) -> list[list[tuple[np.ndarray, np.ndarray, float]]]:
+        """Per image, every face as (box x0,y0,x1,y1; (5, 2) landmarks; probability), largest first; [] if none.
 
-        Small images are upsampled first and results mapped back; equal-sized images share MTCNN batches.
+        Small images are upsampled (large ones shrunk) first and results mapped back to the
+        original pixels; equal-sized images share MTCNN batches.
         """
         rgb = [to_rgb(im) for im in images]
         factors = [
@@ -260,7 +278,7 @@ class FaceAligner:
         groups: dict[tuple[int, int], list[int]] = {}
         for i, im in enumerate(prepared):
             groups.setdefault(im.shape[:2], []).append(i)
-        results: list[tuple[np.ndarray | None, np.ndarray | None, float | None]] = [(None, None, None)] * len(rgb)
+        results: list[list[tuple[np.ndarray, np.ndarray, float]]] = [[] for _ in rgb]
         for (height, width), indices in groups.items():
             if min(height, width) < self.settings.min_face:
                 continue  # MTCNN builds no pyramid level (and crashes) when the image is smaller than min_face
@@ -269,11 +287,15 @@ class FaceAligner:
                 batch = np.stack([prepared[i] for i in chunk])
                 boxes, probs, points = self.mtcnn.detect(batch, landmarks=True)
                 for i, b, p, q in zip(chunk, boxes, probs, points):
-                    box, marks, prob = pick_face(b, p, q)
-                    if box is not None:
-                        box, marks = unscale(box.reshape(2, 2), scales[i]).ravel(), unscale(marks, scales[i])
-                    results[i] = (box, marks, prob)
+                    results[i] = [
+                        (unscale(box.reshape(2, 2), scales[i]).ravel(), unscale(marks, scales[i]), prob)
+                        for box, marks, prob in faces_by_size(b, p, q)
+                    ]
         return results
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[tuple[np.ndarray | None, np.ndarray | None, float | None]]:
+        """Per image (box x0,y0,x1,y1; (5, 2) landmarks; probability) of its largest face, or (None, None, None)."""
+        return [faces[0] if faces else (None, None, None) for faces in self.detect_all(images)]
 
     def align(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, list[str], list[np.ndarray | None]]:
         """Aligned uint8 (N', size, size, 3), per-input status ("detected"/"center_crop"/"dropped") and boxes.

@@ -23,6 +23,7 @@ from pasm.faces import build_faces, pixels_rgb
 from pasm.h5store import POINT_FIELDS, Faces, atomic_path, read_faces, read_table, write_faces, write_table
 from pasm.labels import CLASSES
 from pasm.masking import apply_masks
+from pasm.model_card import face_preparation
 from pasm.models import IMAGENET_MEAN, IMAGENET_STD, build_model, file_sha256, load_model, save_model
 from pasm.plots import confusion_plot, masked_grid
 from pasm.readers import read_dataset
@@ -113,7 +114,7 @@ def _meta(ds: dict[str, Any], name: str, rnd: int, config: dict[str, Any]) -> di
         "image_size": ds["image_size"],
         "mean": list(IMAGENET_MEAN),
         "std": list(IMAGENET_STD),
-        "alignment": {"format": ds["format"], "image_size": ds["image_size"]},
+        "alignment": face_preparation(ds),
         "dataset": name,
         "round": rnd,
         "config": config,

@@ -1,0 +1,71 @@
+"""`pasm export --onnx`: the ONNX graph gives PyTorch's probabilities on real aligned faces and random input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from pasm import cli
+from pasm.align import load_image
+from pasm.export import TOLERANCE, onnx_probabilities, torch_probabilities
+from pasm.labels import CLASSES
+from pasm.models import load_model
+from pasm.predict import Predictor
+from predict_cases import PHOTOS, SIZE, photo, tiny_model_file
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> tuple[Path, Path]:
+    """A tiny model file (grey, as FER2013's) and its ONNX export, written through the command line."""
+    folder = tmp_path_factory.mktemp("export")
+    model_path = tiny_model_file(folder / "model.pt", fmt="fer2013", seed=3)
+    onnx_path = folder / "model.onnx"
+    assert cli.main(["export", "--onnx", str(onnx_path), "--model", str(model_path)]) == 0
+    return model_path, onnx_path
+
+
+def _max_diff(model_path: Path, onnx_path: Path, pixels: np.ndarray) -> float:
+    model, meta = load_model(model_path)
+    ours = onnx_probabilities(onnx_path, pixels)
+    reference = torch_probabilities(model, pixels, meta["mean"], meta["std"])
+    assert ours.shape == reference.shape == (len(pixels), len(CLASSES))
+    np.testing.assert_allclose(ours.sum(1), 1.0, atol=1e-5)
+    return float(np.abs(ours - reference).max())
+
+
+@pytest.mark.parametrize("batch", [1, 5])
+def test_random_input_any_batch(exported, batch):
+    pixels = np.random.default_rng(batch).integers(0, 256, (batch, SIZE, SIZE, 3), dtype=np.uint8)
+    assert _max_diff(*exported, pixels) <= TOLERANCE
+
+
+def test_real_aligned_faces(exported):
+    model_path, onnx_path = exported
+    predictor = Predictor(model_path, "cpu")
+    faces = [face for faces in predictor.predict([load_image(photo(name)) for name in PHOTOS]) for face in faces]
+    assert len(faces) == len(PHOTOS)
+    crops = np.stack([f.crop for f in faces])
+    assert _max_diff(model_path, onnx_path, crops) <= TOLERANCE
+    assert _max_diff(model_path, onnx_path, crops[:1]) <= TOLERANCE
+    # and the graph reproduces what `pasm predict` reports for these faces
+    np.testing.assert_allclose(onnx_probabilities(onnx_path, crops), np.stack([f.probabilities for f in faces]),
+                               atol=TOLERANCE)
+
+
+def test_graph_signature_and_card(exported):
+    model_path, onnx_path = exported
+    proto = onnx.load(str(onnx_path))
+    (inp,), (out,) = proto.graph.input, proto.graph.output
+    assert inp.name == "pixels" and inp.type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    in_dims = inp.type.tensor_type.shape.dim
+    assert in_dims[0].dim_param and not in_dims[0].dim_value  # dynamic batch
+    assert [d.dim_value for d in in_dims[1:]] == [SIZE, SIZE, 3]
+    assert out.name == "probabilities" and out.type.tensor_type.shape.dim[1].dim_value == len(CLASSES)
+    meta = json.loads({p.key: p.value for p in proto.metadata_props}["pasm"])
+    assert meta["classes"] == list(CLASSES) and meta["image_size"] == SIZE
+    assert meta["alignment"]["grey"] is True and meta["alignment"]["settings"]["template"] == "fer2013"
+    assert not list(onnx_path.parent.glob("*.data"))  # weights inside the one file

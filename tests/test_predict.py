@@ -1,0 +1,176 @@
+"""`pasm predict` on real photographs with a real (tiny, untrained) model file, and the stored face preparation."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pasm import cli
+from pasm.align import align_face, load_image
+from pasm.labels import CLASSES
+from pasm.model_card import face_preparation, stored_preparation
+from pasm.predict import Predictor, find_images, to_grey
+from predict_cases import REPO, SIZE, photo, tiny_model_file
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """MTCNN runs many tiny ops; on a shared 2-core box one thread avoids OpenMP contention stalls."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def colour_model(tmp_path_factory) -> Path:
+    return tiny_model_file(tmp_path_factory.mktemp("colour") / "model.pt", fmt="demo")
+
+
+@pytest.fixture(scope="module")
+def grey_model(tmp_path_factory) -> Path:
+    return tiny_model_file(tmp_path_factory.mktemp("grey") / "model.pt", fmt="fer2013")
+
+
+def _records(text: str) -> list[dict]:
+    """Every stdout line must be one JSON object."""
+    return [json.loads(line) for line in text.splitlines()]
+
+
+# --- the alignment record stored in model files ---------------------------------------------------
+
+
+def test_card_says_how_training_faces_were_made(tmp_path):
+    fer = face_preparation({"format": "fer2013", "root": "x.csv", "image_size": 48, "align": {}})
+    assert fer["grey"] is True and fer["source"] == "pre-aligned" and fer["image_size"] == 48
+    assert fer["settings"]["template"] == "fer2013" and fer["settings"]["size"] == 48  # FER2013's own framing
+
+    raf = face_preparation({"format": "rafdb", "root": "raf", "image_size": 100, "rafdb": {"images": "original"},
+                            "align": {"scale": 1.2, "min_face": 30, "batch_size": 4}})
+    assert raf["grey"] is False and raf["source"] == "aligned"
+    assert raf["settings"]["scale"] == 1.2 and raf["settings"]["min_face"] == 30 and "batch_size" not in raf["settings"]
+
+    (tmp_path / "cohn-kanade-images").mkdir()
+    ck = face_preparation({"format": "ckplus", "root": str(tmp_path), "image_size": 64, "align": {}})
+    assert ck["grey"] is True and ck["source"] == "aligned" and ck["settings"]["template"] == "fer-v1"
+    ck48 = face_preparation({"format": "ckplus", "root": str(tmp_path / "CK+48"), "image_size": 48, "align": {}})
+    assert ck48["source"] == "pre-aligned" and ck48["settings"]["template"] == "fer2013"
+    demo = face_preparation({"format": "demo", "root": "data/demo", "image_size": 64, "align": {}})
+    assert demo["grey"] is False and demo["source"] == "pre-aligned" and demo["settings"]["template"] == "fer-v1"
+    assert json.loads(json.dumps(raf)) == raf  # stored as plain values
+
+
+def test_old_model_files_get_a_logged_guess(caplog):
+    with caplog.at_level(logging.WARNING, logger="pasm"):
+        fer = stored_preparation({"image_size": 48, "alignment": {"format": "fer2013", "image_size": 48}})
+        demo = stored_preparation({"image_size": 64, "alignment": {"format": "demo", "image_size": 64}})
+    assert fer["grey"] is True and demo["grey"] is False
+    assert fer["settings"]["size"] == 48 and fer["settings"]["template"] == "fer2013"
+    assert demo["settings"]["size"] == 64 and demo["settings"]["template"] == "fer-v1"
+    assert sum("no complete alignment record" in r.getMessage() for r in caplog.records) == 2
+    caplog.clear()
+    complete = face_preparation({"format": "demo", "root": ".", "image_size": 64, "align": {}})
+    assert stored_preparation({"image_size": 64, "alignment": complete})["grey"] is False
+    assert not caplog.records
+
+
+# --- prediction -----------------------------------------------------------------------------------
+
+
+def test_one_photo_gives_one_face(colour_model, capsys):
+    angry = photo("angry.jpg")
+    code = cli.main(["predict", str(angry), "--model", str(colour_model), "--device", "cpu"])
+    out = capsys.readouterr().out
+    assert code == 0
+    records = _records(out)
+    assert len(records) == 1
+    rec = records[0]
+    assert rec["status"] == "ok" and rec["file"] == str(angry) and rec["face"] == 0
+    assert list(rec["probabilities"]) == list(CLASSES)
+    assert sum(rec["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    assert rec["label"] == max(rec["probabilities"], key=rec["probabilities"].get)
+    h, w = load_image(angry).shape[:2]
+    x0, y0, x1, y1 = rec["box"]
+    assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h
+    assert (x1 - x0) * (y1 - y0) > 0.05 * w * h  # the photo's subject, not a speck
+
+
+def test_folder_with_face_no_face_and_corrupt_file(colour_model, tmp_path):
+    folder = tmp_path / "inputs"
+    (folder / "sub").mkdir(parents=True)
+    shutil.copy(photo("angry.jpg"), folder / "angry.jpg")
+    shutil.copy(photo("sad_hand_over_mouth.jpg"), folder / "sub" / "SAD.JPG")  # recursion, upper-case suffix
+    ramp = np.linspace(0, 255, 240, dtype=np.float64)
+    gradient = np.stack([np.add.outer(ramp[:200] * 0.5, ramp * 0.5)] * 3, axis=2).astype(np.uint8)
+    Image.fromarray(gradient).save(folder / "gradient.png")
+    (folder / "x.jpg").write_bytes(np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8).tobytes())
+    (folder / "notes.txt").write_text("not an image")
+    annotated = tmp_path / "annotated"
+
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pasm.cli", "predict", str(folder), "--model", str(colour_model), "--device", "cpu",
+         "--annotate", str(annotated)],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert proc.returncode == 2, proc.stderr
+    by_file: dict[str, list[dict]] = {}
+    for rec in _records(proc.stdout):
+        by_file.setdefault(Path(rec["file"]).name, []).append(rec)
+    assert sorted(by_file) == ["SAD.JPG", "angry.jpg", "gradient.png", "x.jpg"]
+    for name in ("angry.jpg", "SAD.JPG"):
+        assert [r["status"] for r in by_file[name]] == ["ok"]
+        assert sum(by_file[name][0]["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    assert by_file["gradient.png"] == [{"file": str(folder / "gradient.png"), "status": "no_face"}]
+    (error,) = by_file["x.jpg"]
+    assert error["status"] == "error" and str(folder / "x.jpg") in error["error"]
+    assert error["error"] in proc.stderr
+
+    drawn = np.asarray(Image.open(annotated / "inputs" / "angry.jpg").convert("RGB")).astype(int)
+    original = load_image(folder / "angry.jpg").astype(int)
+    assert drawn.shape == original.shape and np.abs(drawn - original).max() > 100  # the box is drawn
+    assert (annotated / "inputs" / "sub" / "SAD.JPG").is_file() and (annotated / "inputs" / "gradient.png").is_file()
+    assert not (annotated / "inputs" / "x.jpg").exists()
+
+
+def test_grey_models_see_grey_faces(colour_model, grey_model, tmp_path):
+    image = load_image(photo("angry.jpg"))
+    colour, grey = Predictor(colour_model, "cpu"), Predictor(grey_model, "cpu")
+    assert (colour.grey, grey.grey) == (False, True)
+    assert (colour.settings.template, grey.settings.template) == ("fer-v1", "fer2013")
+    (c_face,), = colour.predict([image])
+    (g_face,), = grey.predict([image])
+    assert c_face.crop.shape == g_face.crop.shape == (SIZE, SIZE, 3)
+    assert np.ptp(c_face.crop.astype(int), axis=2).max() > 20  # the colour crop keeps colour
+    _, landmarks, _ = grey.aligner.detect([image])[0]
+    aligned = align_face(image, landmarks, grey.settings)[0]
+    assert np.ptp(aligned.astype(int), axis=2).max() > 20
+    assert np.array_equal(g_face.crop, to_grey(aligned[None])[0])  # the stored alignment, then grey
+    assert np.ptp(g_face.crop.astype(int), axis=2).max() == 0
+    np.testing.assert_allclose(g_face.probabilities, grey.classify(g_face.crop[None])[0], atol=1e-9)
+    np.testing.assert_allclose(c_face.box, g_face.box)
+
+    # an older model file (format and size only) is treated as grey too, from its format
+    old = tiny_model_file(tmp_path / "old.pt", alignment={"format": "fer2013", "image_size": SIZE})
+    assert Predictor(old, "cpu").grey is True
+
+
+def test_find_images_recurses_and_filters(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    for name in ("a/one.JPEG", "a/b/two.webp", "a/b/three.Bmp", "a/skip.gif", "a/b/readme.md"):
+        (tmp_path / name).write_bytes(b"")
+    named = tmp_path / "a" / "skip.gif"  # a file named on the command line is always tried
+    found = find_images([tmp_path / "a", named, tmp_path / "a" / "one.JPEG"])
+    assert [str(i.path.relative_to(tmp_path)) for i in found] == [
+        "a/b/three.Bmp", "a/b/two.webp", "a/one.JPEG", "a/skip.gif"]
