@@ -344,6 +344,8 @@ def cross_evaluate(target_faces: str | Path, model_path: str | Path, source: str
         "model_sha256": file_sha256(model_path), "classes": list(CLASSES),
         "label_mapping": {
             "shared_classes": [CLASSES[c] for c in present],
+            "class_map": {CLASSES[c]: meta["classes"][c] for c in present},  # target label -> model output
+            "source_classes": list(meta["classes"]),
             "source_only": [c for i, c in enumerate(meta["classes"]) if i not in present],
             "target_images_without_shared_label": int(len(faces.labels) - len(rows)),
             "prediction": "argmax over the shared classes",
