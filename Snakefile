@@ -7,6 +7,8 @@ sys.path.insert(0, workflow.basedir)  # the pasm package, also when it is not pi
 
 configfile: "config.yaml"
 
+report: "report/workflow.rst"  # snakemake --report report.html: pictures, tables, config, runtimes
+
 
 include: "rules/common.smk"
 include: "rules/data.smk"

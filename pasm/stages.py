@@ -28,6 +28,7 @@ from pasm.models import IMAGENET_MEAN, IMAGENET_STD, build_model, file_sha256, l
 from pasm.plots import confusion_plot, masked_grid
 from pasm.readers import read_dataset
 from pasm.training import Resume, TrainParams, train
+from pasm.report import write_round_report
 
 log = logging.getLogger(__name__)
 
@@ -338,24 +339,63 @@ def fit_student(
     _finish(out_model, init, meta, resume)
 
 
+def evaluation_subsets(faces: Faces, eval_splits: Sequence[str]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Rows of every named subset restricted to the evaluation splits, and why any subset was left out.
+
+    RAF-DB's occlusion/pose subsets lie inside its test split; CK+'s folds span every split, so only
+    the part in an evaluation split is scored (a fold outside them is left out, with the reason).
+    A subset named in eval_splits itself is scored whole, as a split, and is not repeated here.
+    """
+    split_names = [s for s in eval_splits if s not in faces.subsets]
+    in_eval = np.isin(faces.splits, split_names)
+    rows, skipped = {}, {}
+    for name, mask in faces.subsets.items():
+        if name in eval_splits:
+            continue
+        sel = np.flatnonzero(np.asarray(mask, dtype=bool) & in_eval)
+        if sel.size:
+            rows[name] = sel
+        else:
+            skipped[name] = f"none of its {int(np.sum(mask))} rows is in the evaluation splits {split_names}"
+    return rows, skipped
+
+
 def evaluate(faces_path: str | Path, model_path: str | Path, name: str, config: dict[str, Any], rnd: int,
-             out_json: str | Path, out_png: str | Path) -> dict[str, Any]:
-    """Metrics of one round's model on the validation split and every evaluation split."""
+             out_json: str | Path, out_png: str | Path, cross_paths: Sequence[str | Path] = (),
+             out_rounds_png: str | Path | None = None, out_rounds_html: str | Path | None = None,
+             out_round_html: str | Path | None = None) -> dict[str, Any]:
+    """Metrics of one round's model on the validation split, every evaluation split and every named subset.
+
+    With the optional outputs it also draws accuracy per round over rounds 0..rnd (earlier rounds'
+    metrics.json are read from the sibling round directories) and writes the HTML tables.
+    """
     ds = config["datasets"][name]
     device = resolve_device(config["device"])
     faces = read_faces(faces_path)
     model, meta = load_model(model_path, device)
     splits = list(dict.fromkeys(([ds["val_split"]] if ds["val_split"] else []) + ds["eval_splits"]))
+    subsets, skipped = evaluation_subsets(faces, ds["eval_splits"])
     result: dict[str, Any] = {"dataset": name, "round": rnd, "model": str(model_path),
-                              "model_sha256": file_sha256(model_path), "classes": list(CLASSES), "splits": {}}
-    for split in splits:
-        rows = faces.rows(split)
+                              "model_sha256": file_sha256(model_path), "classes": list(CLASSES), "splits": {},
+                              "subsets": {}, "subsets_not_evaluated": skipped}
+    sets = [("splits", s, faces.rows(s)) for s in splits] + [("subsets", s, r) for s, r in subsets.items()]
+    for kind, set_name, rows in sets:
         logits = predict_logits(model, faces.images[rows], meta["mean"], meta["std"], device=device)
-        result["splits"][split] = classification_metrics(faces.labels[rows], logits.argmax(1), CLASSES)
-        log.info("round %d %s: accuracy %.4f (n=%d)", rnd, split, result["splits"][split]["accuracy"], len(rows))
+        m = classification_metrics(faces.labels[rows], logits.argmax(1), CLASSES)
+        if kind == "subsets":
+            m["within_splits"] = sorted(set(faces.splits[rows].tolist()))
+        result[kind][set_name] = m
+        log.info("round %d %s: accuracy %.4f, macro F1 %.4f (n=%d)", rnd, set_name, m["accuracy"], m["macro_f1"],
+                 len(rows))
+    for set_name, why in skipped.items():
+        log.info("round %d: subset %s not evaluated: %s", rnd, set_name, why)
     main_split = ds["eval_splits"][0]
     confusion_plot(np.array(result["splits"][main_split]["confusion_matrix"]), CLASSES, out_png,
                    title=f"{name} round {rnd}, {main_split}: accuracy {result['splits'][main_split]['accuracy']:.3f}")
+    if out_rounds_png is not None:
+        cross = {Path(p).parent.name: json.loads(Path(p).read_text()) for p in cross_paths}
+        earlier = [Path(out_json).parent.with_name(f"round{k}") for k in range(rnd)]
+        write_round_report(rnd, result, cross, earlier, name, out_rounds_png, out_rounds_html, out_round_html)
     with atomic_path(out_json) as tmp:
         tmp.write_text(json.dumps(result, indent=2))
     return result
@@ -387,6 +427,8 @@ def cross_evaluate(target_faces: str | Path, model_path: str | Path, source: str
         "model_sha256": file_sha256(model_path), "classes": list(CLASSES),
         "label_mapping": {
             "shared_classes": [CLASSES[c] for c in present],
+            "class_map": {CLASSES[c]: meta["classes"][c] for c in present},  # target label -> model output
+            "source_classes": list(meta["classes"]),
             "source_only": [c for i, c in enumerate(meta["classes"]) if i not in present],
             "target_images_without_shared_label": int(len(faces.labels) - len(rows)),
             "prediction": "argmax over the shared classes",

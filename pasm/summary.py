@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def collect(ds_dir: str | Path) -> list[dict]:
-    """One row per (round, split or cross target) with accuracy, mean class accuracy and n."""
+    """One row per (round, split, subset or cross target) with accuracy, mean class accuracy and n."""
     rows = []
     ds_dir = Path(ds_dir)
     rounds = sorted(
@@ -17,7 +17,8 @@ def collect(ds_dir: str | Path) -> list[dict]:
     for r, path in rounds:
         metrics = path / "metrics.json"
         if metrics.exists():
-            for split, m in json.loads(metrics.read_text())["splits"].items():
+            data = json.loads(metrics.read_text())
+            for split, m in [*data["splits"].items(), *data.get("subsets", {}).items()]:
                 rows.append({"round": r, "split": split, "accuracy": m["accuracy"],
                              "mean_class_accuracy": m["mean_class_accuracy"], "n": m["n"]})
         for cross in sorted(path.glob("cross/*/metrics.json")):

@@ -120,6 +120,11 @@ def previous_metrics(wildcards):
     return [f"results/{wildcards.ds}/round{r - 1}/metrics.json"] if r > 0 else []
 
 
+def round_point_density(wildcards):
+    """Round r >= 1's point-density picture, drawn with its evaluation (round 0 has no mined points)."""
+    return [f"results/{wildcards.ds}/round{wildcards.r}/point_density.png"] if int(wildcards.r) > 0 else []
+
+
 def cross_metrics(wildcards):
     """Cross-data-set results of this round, for the targets listed in the data set's cross_eval."""
     return [

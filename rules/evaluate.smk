@@ -1,16 +1,46 @@
-# Evaluation of every round's model on the validation and evaluation splits.
+# Evaluation of every round's model on the validation and evaluation splits and named subsets,
+# the pictures and tables of Snakemake's report (snakemake --report report.html), and the
+# density of each round's mined points.
 
 
 rule evaluate:
-    """Accuracy, mean class accuracy, per-class accuracy and confusion matrix per split."""
+    """Accuracy, mean class accuracy, precision/recall/F1 and confusion matrices per split and subset."""
     input:
         faces="results/{ds}/faces.h5",
         model=round_model,
         earlier=previous_metrics,
         cross=cross_metrics,
+        points_picture=round_point_density,
     output:
         metrics="results/{ds}/round{r}/metrics.json",
-        confusion=report("results/{ds}/round{r}/confusion.png", category="Confusion matrices"),
+        confusion=report(
+            "results/{ds}/round{r}/confusion.png",
+            caption="../report/confusion.rst",
+            category="Confusion matrices",
+            subcategory="{ds}",
+            labels={"round": "{r}"},
+        ),
+        rounds_png=report(
+            "results/{ds}/round{r}/accuracy_per_round.png",
+            caption="../report/accuracy_per_round.rst",
+            category="Accuracy per round",
+            subcategory="{ds}",
+            labels={"rounds": "0-{r}"},
+        ),
+        rounds_html=report(
+            "results/{ds}/round{r}/accuracy_per_round.html",
+            caption="../report/accuracy_table.rst",
+            category="Metric tables",
+            subcategory="{ds}",
+            labels={"round": "{r}", "table": "scores of rounds 0-{r}"},
+        ),
+        round_html=report(
+            "results/{ds}/round{r}/metrics.html",
+            caption="../report/metrics_table.rst",
+            category="Metric tables",
+            subcategory="{ds}",
+            labels={"round": "{r}", "table": "per class, round {r}"},
+        ),
     params:
         cfg=train_params,
     threads: CFG["threads"]
@@ -65,3 +95,23 @@ rule final:
         "results/{ds}/logs/final.log",
     script:
         "../workflow_scripts/final.py"
+
+rule point_density:
+    """Where round r's mined points fall: smoothed density over the mean training face, per class."""
+    input:
+        faces="results/{ds}/faces.h5",
+        points="results/{ds}/round{r}/points.h5",
+    output:
+        report(
+            "results/{ds}/round{r}/point_density.png",
+            caption="../report/point_density.rst",
+            category="Mined points",
+            subcategory="{ds}",
+            labels={"round": "{r}"},
+        ),
+    wildcard_constraints:
+        r="[1-9][0-9]*",
+    log:
+        "results/{ds}/logs/round{r}/point_density.log",
+    script:
+        "../workflow_scripts/point_density.py"

@@ -45,7 +45,7 @@ rule masked_samples:
         points="results/{ds}/round{r}/points.h5",
     output:
         masked="results/{ds}/round{r}/masked.h5",
-        grid=report("results/{ds}/round{r}/masked_examples.png", category="Masked samples"),
+        grid=report("results/{ds}/round{r}/masked_examples.png", caption="../report/masked_examples.rst", category="Masked samples", subcategory="{ds}", labels={"round": "{r}"}),
     params:
         cfg=round_params,
     log:

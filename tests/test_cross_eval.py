@@ -29,6 +29,11 @@ def test_cross_evaluation_uses_the_shared_classes(tmp_path):
     mapping = saved["label_mapping"]
     assert mapping["shared_classes"] == ["angry", "happy"]
     assert mapping["target_label_map"] == {"anger": "angry"}
+    assert mapping["class_map"] == {"angry": "angry", "happy": "happy"}
+    assert mapping["source_classes"] == meta["classes"] and "neutral" in mapping["source_only"]
+    per_class = saved["all"]["per_class"]
+    assert per_class["neutral"] == {"precision": None, "recall": None, "f1": None, "support": 0, "predicted": 0}
+    assert per_class["angry"]["support"] == 2 and per_class["happy"]["support"] == 3
     cm = np.array(saved["all"]["confusion_matrix"])
     assert cm.sum() == 5 and cm[:, 6].sum() == 0  # neutral is never predicted: not in the target
     assert set(np.flatnonzero(cm.sum(0))) <= {0, 3}

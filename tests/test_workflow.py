@@ -110,9 +110,15 @@ def test_metrics_for_every_round(tiny_run):
         assert set(metrics["splits"]) == {"val", "test", "occlusion"}
         test = metrics["splits"]["test"]
         assert test["n"] == 21 and np.array(test["confusion_matrix"]).sum() == 21
-        assert set(test) >= {"accuracy", "mean_class_accuracy", "per_class_accuracy", "confusion_matrix"}
+        assert set(test) >= {"accuracy", "mean_class_accuracy", "per_class_accuracy", "confusion_matrix", "macro_f1",
+                             "per_class", "confusion_matrix_normalized"}
         assert 0.0 <= test["accuracy"] <= 1.0
-        assert (tiny_run / f"results/tiny/round{rnd}/confusion.png").exists()
+        assert metrics["subsets"] == {} and metrics["subsets_not_evaluated"] == {}  # the demo has no subsets
+        base = tiny_run / f"results/tiny/round{rnd}"
+        pictures = ["confusion.png", "accuracy_per_round.png", *(["point_density.png"] if rnd else [])]
+        for name in pictures + ["accuracy_per_round.html", "metrics.html"]:
+            assert (base / name).stat().st_size > 1000, name
+        assert f"<tr><td>{rnd}</td>" in (base / "accuracy_per_round.html").read_text()
         assert (tiny_run / f"results/tiny/logs/round{rnd}/evaluate.log").read_text().strip()
 
 
@@ -121,10 +127,22 @@ def test_rerun_does_nothing_and_deleting_points_reruns_only_dependents(tiny_run)
     assert "Nothing to be done" in proc.stdout + proc.stderr
     (tiny_run / "results/tiny/round2/points.h5").unlink()
     proc = run_snakemake(tiny_run, "-n", "--cores", "2", "results/tiny/round2/metrics.json")
-    assert job_counts(proc.stdout + proc.stderr) == {"gather_points": 1, "masked_samples": 1, "finetune": 1, "evaluate": 1}
+    assert job_counts(proc.stdout + proc.stderr) == {"gather_points": 1, "masked_samples": 1, "point_density": 1,
+                                                     "finetune": 1, "evaluate": 1}
     run_snakemake(tiny_run, "--cores", "2", "results/tiny/round2/metrics.json")
     proc = run_snakemake(tiny_run, "-n", "--cores", "2", "results/tiny/round2/metrics.json")
     assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_report_holds_every_picture_and_table(tiny_run):
+    run_snakemake(tiny_run, "--report", "report.html", "results/tiny/round2/metrics.json")
+    page = (tiny_run / "report.html").read_text()
+    for name in ("confusion.png", "accuracy_per_round.png", "point_density.png", "masked_examples.png",
+                 "accuracy_per_round.html", "metrics.html"):
+        assert name in page, name
+    assert "Point Adversarial Self Mining" in page and "Configuration of this run" in page  # report/workflow.rst
+    assert "per_class" in page.split("Configuration of this run", 1)[1]  # the tiny config's demo block
+    assert "mined points" in page.lower()  # a caption
 
 
 def test_dry_run_of_the_demo_target(tmp_path):
@@ -133,7 +151,7 @@ def test_dry_run_of_the_demo_target(tmp_path):
     shards = yaml.safe_load((REPO / "config.yaml").read_text())["method"]["shards"]
     assert job_counts(proc.stdout + proc.stderr) == {
         "demo_images": 1, "faces": 1, "pretrain": 1, "search_points": 3 * shards, "gather_points": 3,
-        "masked_samples": 3, "finetune": 3, "evaluate": 4,
+        "masked_samples": 3, "point_density": 3, "finetune": 3, "evaluate": 4,
     }
     assert not (tmp_path / "results").exists()
 
