@@ -53,20 +53,29 @@ def dataset_cfg(name):
 # must not rerun when they change.
 TARGET_ONLY_KEYS = ("rounds", "max_rounds", "auto_margin", "ablation")
 
+# Keys only later stages read, left out of the params of the stages before them, so that a change
+# reruns the first stage that reads the key and what is built from it, nothing upstream (README:
+# "Which config keys rerun which stages").
+FINETUNE_DS_KEYS = ("finetune",)  # datasets.{ds}.finetune
+FINETUNE_METHOD_KEYS = ("alpha", "beta")  # Eq. 4's weights
+MASK_KEYS = ("mask_size",)  # datasets.{ds}.mask_size and method.mask_size
+INPUT_ONLY_DS_KEYS = ("cross_eval",)  # chooses extra inputs of evaluate, read by no job
 
-def job_config(name, with_method, with_ablation=False):
-    """The part of the config a job depends on: its data set's block (and the method's if used).
+
+def job_config(name, with_method, with_ablation=False, drop_ds=(), drop_method=()):
+    """The part of the config a job depends on: its data set's block (and the method's if used),
+    less the keys in drop_ds and drop_method.
 
     Passed as a rule param, so a change to another data set's block does not rerun this job.
     """
-    drop = TARGET_ONLY_KEYS if not with_ablation else ("rounds", "max_rounds", "auto_margin")
+    drop = (TARGET_ONLY_KEYS if not with_ablation else ("rounds", "max_rounds", "auto_margin")) + tuple(drop_method)
     return {
         "seed": CFG["seed"],
         "device": CFG["device"],
         "threads": CFG["threads"],
         "gpus": CFG["gpus"],
         "gpu_lock_dir": CFG["gpu_lock_dir"],
-        "datasets": {name: dataset_cfg(name)},
+        "datasets": {name: {k: v for k, v in dataset_cfg(name).items() if k not in drop_ds}},
         "method": {k: v for k, v in CFG["method"].items() if k not in drop} if with_method else {},
     }
 
@@ -80,13 +89,25 @@ def data_params(wildcards):
 
 
 def train_params(wildcards):
-    """Config slice for pretraining and evaluation (no PASM method keys)."""
-    return job_config(wildcards.ds, with_method=False)
+    """Config slice for pretraining and evaluation: no PASM method keys, no round-only data set keys."""
+    return job_config(wildcards.ds, with_method=False, drop_ds=FINETUNE_DS_KEYS + MASK_KEYS + INPUT_ONLY_DS_KEYS)
+
+
+def search_params(wildcards):
+    """Config slice for the point search and gathering (no mask size, no fine-tuning keys)."""
+    return job_config(wildcards.ds, with_method=True, drop_ds=FINETUNE_DS_KEYS + MASK_KEYS + INPUT_ONLY_DS_KEYS,
+                      drop_method=FINETUNE_METHOD_KEYS + MASK_KEYS)
 
 
 def round_params(wildcards):
-    """Config slice for the PASM stages of a round (search, masking, fine-tuning)."""
-    return job_config(wildcards.ds, with_method=True)
+    """Config slice for the masked samples of a round (no fine-tuning keys)."""
+    return job_config(wildcards.ds, with_method=True, drop_ds=FINETUNE_DS_KEYS + INPUT_ONLY_DS_KEYS,
+                      drop_method=FINETUNE_METHOD_KEYS)
+
+
+def finetune_params(wildcards):
+    """Config slice for a round's fine-tuning: every data set and method key a round uses."""
+    return job_config(wildcards.ds, with_method=True, drop_ds=INPUT_ONLY_DS_KEYS)
 
 
 def dataset_source(wildcards):

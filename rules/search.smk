@@ -9,7 +9,7 @@ rule search_points:
     output:
         "results/{ds}/round{r}/points/{scatteritem}.h5",
     params:
-        cfg=round_params,
+        cfg=search_params,
     wildcard_constraints:
         r="[1-9][0-9]*",
     threads: CFG["method"]["search"]["threads"]
@@ -31,7 +31,7 @@ rule gather_points:
     output:
         "results/{ds}/round{r}/points.h5",
     params:
-        cfg=round_params,
+        cfg=search_params,
     log:
         "results/{ds}/logs/round{r}/gather_points.log",
     script:

@@ -29,7 +29,7 @@ rule finetune:
         model="results/{ds}/round{r}/model.pt",
         train_log="results/{ds}/round{r}/train_log.csv",
     params:
-        cfg=round_params,
+        cfg=finetune_params,
     wildcard_constraints:
         r="[1-9][0-9]*",
     threads: CFG["threads"]

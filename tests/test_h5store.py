@@ -41,6 +41,16 @@ def test_failed_write_leaves_no_file(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_leftover_of_a_killed_writer_is_removed_by_the_next_one(tmp_path):
+    target = tmp_path / "out.h5"
+    (tmp_path / ".out.h5.12345.tmp").write_bytes(b"half")  # a SIGKILLed writer's temporary file
+    (tmp_path / ".other.h5.12345.tmp").write_bytes(b"someone else's")
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(b"whole")
+    assert target.read_bytes() == b"whole"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.h5.12345.tmp", "out.h5"]
+
+
 def test_table_round_trip_and_length_check(tmp_path):
     write_table(tmp_path / "t.h5", {"a": np.arange(3), "b": np.ones((3, 3), np.uint8)}, {"k": 1})
     t, attrs = read_table(tmp_path / "t.h5")
