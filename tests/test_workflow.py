@@ -182,7 +182,7 @@ def test_final_json_fixed_and_auto_rounds(tiny_run):
     # rounds: auto with max_rounds 2 reuses the built rounds (their jobs do not depend on these keys)
     auto = {**TINY, "method": {**TINY["method"], "rounds": "auto", "max_rounds": 2}}
     (tiny_run / "auto.yaml").write_text(yaml.safe_dump(auto))
-    proc = run_snakemake(tiny_run, "--cores", "2", "results/tiny/final.json", "--configfile", "auto.yaml")
+    proc = run_snakemake(tiny_run, "--cores", "2", "results/tiny/final.json", "--configfile", str(tiny_run / "auto.yaml"))
     assert "rule finetune" not in proc.stdout + proc.stderr and "rule search_points" not in proc.stdout + proc.stderr
     final = json.loads((tiny_run / "results/tiny/final.json").read_text())
     assert final["rounds_built"] <= 2 and final["final_round"] <= final["rounds_built"]
