@@ -25,16 +25,18 @@ HOST=$(hostname -s)
 
 log() { echo "slurm-up: $*" >&2; }
 
-daemon_alive() {  # daemon_alive slurmctld|slurmd
+daemon_pid() {  # daemon_pid slurmctld|slurmd: its pid, if its pid file names a live process of that name
     local pid
-    pid=$(cat "/run/$1.pid" 2>/dev/null) && [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null
+    pid=$(cat "/run/$1.pid" 2>/dev/null) && [[ -n $pid ]] && [[ $(cat "/proc/$pid/comm" 2>/dev/null) == "$1" ]] \
+        && echo "$pid"
 }
 
-stop_daemons() {
+daemon_alive() { daemon_pid "$1" >/dev/null; }
+
+stop_daemons() {  # only the daemons this script started (a stale pid file may name another process)
     local d pid
     for d in slurmd slurmctld; do
-        pid=$(cat "/run/$d.pid" 2>/dev/null) || continue
-        if [[ -n $pid ]] && kill "$pid" 2>/dev/null; then
+        if pid=$(daemon_pid $d) && kill "$pid" 2>/dev/null; then
             for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
         fi
         rm -f "/run/$d.pid"
