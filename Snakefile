@@ -18,6 +18,14 @@ include: "rules/evaluate.smk"
 include: "rules/ablation.smk"
 
 
+# Bookkeeping jobs that read a few small files: on a cluster they run on the submitting node
+# instead of waiting in the queue.
+localrules:
+    round_decision,
+    final,
+    ablation_table,
+
+
 rule all:
     input:
         all_targets(),
