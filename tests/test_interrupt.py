@@ -236,7 +236,8 @@ def test_killed_during_the_search_redoes_only_unfinished_shards(reference, tmp_p
         st = (wd / shard).stat()
         assert (st.st_ino, st.st_mtime_ns, _sha(wd / shard)) == before[shard]
     assert sorted(rule for rule, _ in _jobs(log)) == sorted(
-        ["search_points"] * len(searched) + ["gather_points", "masked_samples", "finetune", "evaluate"])
+        ["search_points"] * len(searched) + ["gather_points", "masked_samples", "point_density", "finetune",
+                                             "evaluate"])
     assert _leftovers(wd) == []
     identical = _same_final_artifacts(wd, reference)
     print(f"\nsearch kill: {len(before)} of {len(SHARDS)} shards done at the kill, restart searched "
@@ -262,7 +263,9 @@ def test_killed_during_finetuning_continues_after_the_last_saved_epoch(reference
     killed_epochs = re.findall(r"epoch (\d)/4 loss", (wd / "results/tiny/logs/round1/finetune.log").read_text())
 
     log = _restart(wd)
-    assert sorted(rule for rule, _ in _jobs(log)) == ["evaluate", "finetune"]
+    redone = sorted(rule for rule, _ in _jobs(log))
+    # point_density needs only points.h5, so it may have run before the kill or after it
+    assert [r for r in redone if r != "point_density"] == ["evaluate", "finetune"] and redone.count("point_density") <= 1
     flog = (wd / "results/tiny/logs/round1/finetune.log").read_text()
     assert re.search(rf"resuming from \S+model\.train_state\.pt: epochs 1-{k} done, continuing at epoch {k + 1}", flog)
     trained = [int(e) for e in re.findall(r"epoch (\d)/4 loss", flog)]
