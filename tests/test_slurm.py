@@ -34,7 +34,7 @@ from test_workflow import TINY
 TARGET = "results/tiny/round1/metrics.json"
 # The jobs behind TARGET, by rule (TINY has 2 search shards; evaluating round 1 evaluates round 0).
 EXPECTED_JOBS = {"demo_images": 1, "faces": 1, "pretrain": 1, "search_points": 2, "gather_points": 1,
-                 "masked_samples": 1, "finetune": 1, "evaluate": 2}
+                 "masked_samples": 1, "point_density": 1, "finetune": 1, "evaluate": 2}
 GPU_RULES = {"pretrain", "search_points", "finetune"}  # of EXPECTED_JOBS, those the profile gives a GPU
 SMALL = {**TINY, "method": {**TINY["method"], "rounds": 1}}
 
