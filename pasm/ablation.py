@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from pasm.augment import to_input
 from pasm.h5store import atomic_path, read_faces, read_table
 from pasm.models import load_model
-from pasm.stages import fit_student, resolve_device, train_rows
+from pasm.inference import resolve_device
+from pasm.stages import fit_student, train_rows
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import torch
 from torch.fx.experimental.optimization import fuse
 from torch.fx.proxy import TraceError
 
-__all__ = ["inference_model"]
+__all__ = ["inference_model", "resolve_device"]
 
 
 def inference_model(model: torch.nn.Module, device: str | torch.device = "cpu") -> torch.nn.Module:
@@ -27,3 +27,12 @@ def inference_model(model: torch.nn.Module, device: str | torch.device = "cpu") 
         except (TraceError, RuntimeError, TypeError, NotImplementedError):
             pass
     return prepared.to(device=torch.device(device), memory_format=torch.channels_last)
+
+
+def resolve_device(name: str) -> str:
+    """Map a device setting ('auto', 'cpu', 'cuda') to a torch device string; 'cuda' without a GPU is an error."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was asked for, but torch sees no CUDA device")
+    return name

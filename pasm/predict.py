@@ -21,7 +21,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from pasm.align import AlignSettings, FaceAligner, align_face, load_image
 from pasm.augment import to_input
-from pasm.inference import inference_model
+from pasm.inference import inference_model, resolve_device
 from pasm.model_card import stored_preparation
 from pasm.models import load_model
 
@@ -67,15 +67,6 @@ def find_images(paths: Sequence[str | Path]) -> list[Input]:
     return found
 
 
-def pick_device(name: str) -> str:
-    """'auto' -> cuda when available, else cpu; an explicit 'cuda' without a GPU is an error."""
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda, but torch sees no CUDA device")
-    return name
-
-
 def to_grey(faces: np.ndarray) -> np.ndarray:
     """uint8 (N, H, W, 3) RGB -> the same shape in grey (PIL's ITU-R 601 luma, replicated to 3 channels)."""
     grey = [np.asarray(Image.fromarray(face).convert("L")) for face in faces]
@@ -88,7 +79,7 @@ class Predictor:
     def __init__(self, model_path: str | Path, device: str = "auto", batch_size: int = 32,
                  detect_batch: int = 16, min_face_prob: float = 0.0) -> None:
         """Load the model (eval mode, folded for inference) and an MTCNN aligner with the stored settings."""
-        self.device = pick_device(device)
+        self.device = resolve_device(device)
         model, self.meta = load_model(model_path, self.device)
         self.model = inference_model(model, self.device)
         self.classes: list[str] = list(self.meta["classes"])

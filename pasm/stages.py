@@ -22,6 +22,7 @@ from pasm.evaluation import classification_metrics, predict_logits
 from pasm.faces import build_faces, pixels_rgb
 from pasm.h5store import POINT_FIELDS, Faces, atomic_path, read_faces, read_table, write_faces, write_table
 from pasm.labels import CLASSES
+from pasm.inference import resolve_device
 from pasm.masking import apply_masks
 from pasm.model_card import face_preparation
 from pasm.models import IMAGENET_MEAN, IMAGENET_STD, build_model, file_sha256, load_model, save_model
@@ -31,15 +32,6 @@ from pasm.training import Resume, TrainParams, train
 from pasm.report import write_round_report
 
 log = logging.getLogger(__name__)
-
-
-def resolve_device(name: str) -> str:
-    """Map the config's device ('auto', 'cpu', 'cuda') to a torch device string."""
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("config device is 'cuda' but torch sees no CUDA device")
-    return name
 
 
 def round_seed(seed: int, stage: str, rnd: int) -> int:

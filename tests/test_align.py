@@ -27,15 +27,7 @@ PHOTOS = ("angry.jpg", "sad_hand_over_mouth.jpg")
 SIZE = 112
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """MTCNN runs many tiny ops; on a shared 2-core box one thread avoids OpenMP contention stalls."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

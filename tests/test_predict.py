@@ -22,15 +22,7 @@ from pasm.predict import Predictor, find_images, to_grey
 from predict_cases import REPO, SIZE, photo, tiny_model_file
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """MTCNN runs many tiny ops; on a shared 2-core box one thread avoids OpenMP contention stalls."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
