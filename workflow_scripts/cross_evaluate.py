@@ -1,6 +1,7 @@
 """Snakemake script: test one round's model on another data set."""
 from pasm.jobs import snakemake_job
-from pasm.stages import cross_evaluate, resolve_device
+from pasm.inference import resolve_device
+from pasm.stages import cross_evaluate
 
 with snakemake_job(snakemake):  # noqa: F821 (injected by Snakemake)
     smk = snakemake  # noqa: F821

@@ -1,6 +1,7 @@
 """Snakemake script: read a data set, align or resize its faces, and write faces.h5."""
 from pasm.jobs import snakemake_job
-from pasm.stages import make_faces, resolve_device
+from pasm.inference import resolve_device
+from pasm.stages import make_faces
 
 with snakemake_job(snakemake):  # noqa: F821 (injected by Snakemake)
     smk = snakemake  # noqa: F821
