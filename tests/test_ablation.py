@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from pasm.ablation import class_activation_maps, erase_regions, random_erasing, variant_names
-from pasm.models import build_model
+from pasm.train.erasing import class_activation_maps, erase_regions, random_erasing
+from pasm.workflow.ablation import variant_names
+from pasm.nn.models import build_model
 
 
 def test_random_erasing_rectangles_area_and_probability():
@@ -46,6 +47,26 @@ def test_variant_names_include_sweeps():
     abl = {"variants": ["random_erasing", "pasm_seeded"], "mask_sizes": [5, 9], "betas": [0.5, 0.01]}
     assert variant_names(abl) == ["random_erasing", "pasm_seeded", "mask_size_5", "mask_size_9", "beta_0.5",
                                   "beta_0.01"]
+
+
+def test_variant_table_says_what_each_variant_trains_on():
+    from pasm.workflow.ablation import variant_table
+
+    abl = {"variants": ["random_erasing", "adv_erasing", "pasm_noteacher", "pasm_seeded", "cross_network"],
+           "mask_sizes": [5], "betas": [0.5]}
+    table = variant_table(abl)
+    assert table["random_erasing"].images == "clean" and table["random_erasing"].erasing == "random_erasing"
+    assert (table["random_erasing"].alpha, table["random_erasing"].beta) == (1.0, 0.0)
+    assert table["pasm_noteacher"].images == "round1_masks" and table["pasm_noteacher"].beta == 0.0
+    assert table["pasm_seeded"].images == "own_masks" and table["pasm_seeded"].points == "seeded"
+    assert table["pasm_seeded"].beta is None  # method.beta: Eq. 4 with the teacher
+    assert table["cross_network"].learner == "cross_network" and table["cross_network"].beta == 0.0
+    assert table["mask_size_5"].images == "own_masks" and table["mask_size_5"].mask_size == 5
+    assert table["beta_0.5"].images == "round1_masks" and table["beta_0.5"].beta == 0.5
+    with pytest.raises(TypeError):
+        table["x"] = table["beta_0.5"]  # frozen: read by the rules, training and the table alike
+    with pytest.raises(AttributeError):
+        table["beta_0.5"].beta = 0.1
 
 
 def test_unknown_cam_arch_is_named():

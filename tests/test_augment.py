@@ -2,7 +2,8 @@
 
 import torch
 
-from pasm.augment import random_crop_flip, to_input
+from pasm.nn.inputs import to_input
+from pasm.train.augment import random_crop_flip
 
 
 def test_to_input_normalises_hwc_and_chw():

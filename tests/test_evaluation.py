@@ -3,7 +3,8 @@
 import numpy as np
 import torch
 
-from pasm.evaluation import classification_metrics, confusion_matrix, predict_logits
+from pasm.evaluate.metrics import classification_metrics, confusion_matrix
+from pasm.nn.inference import predict_logits
 
 
 def test_confusion_matrix_by_hand():

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from pasm.h5store import Faces, atomic_path, read_faces, read_table, write_faces, write_table
+from pasm.data.atomic import atomic_path
+from pasm.data.h5store import Faces, read_faces, read_table, write_faces, write_table
 
 
 def _faces(n=5):

@@ -1,4 +1,4 @@
-"""Tests of the batched one-pixel point search (pasm.point_search)."""
+"""Tests of the batched one-pixel point search (pasm.search)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import torch
 
 from search_cases import MEAN, STD, assert_same, normalise, random_cnn_case
 
-from pasm.point_search import (SearchParams, _donors, initial_population, mutate, search_points,
-                               uniforms, image_keys)
+from pasm.search import SearchParams, search_points
+from pasm.search.de import _donors, initial_population, mutate
+from pasm.search.rng import image_keys, uniforms
 
 PX, PY = 5, 2  # the planted sensitive pixel (column, row)
 

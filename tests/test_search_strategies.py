@@ -8,8 +8,8 @@ import torch
 
 from search_cases import MEAN, STD, assert_same, normalise, random_cnn_case
 
-from pasm.point_search import (_CORNERS, SearchParams, best_members, corner_scores, default_batch_size,
-                               search_points, seeded_search, top_seeds)
+from pasm.search import SearchParams, default_batch_size, search_points
+from pasm.search.seeded import CORNERS, best_members, corner_scores, seeded_search, top_seeds
 
 PX, PY = 9, 4  # the planted sensitive pixel (column, row)
 SIZE = 14
@@ -194,7 +194,7 @@ def test_corner_scores_match_a_hand_computation():
     got = corner_scores(grad, clean, std).numpy()
     assert got.shape == (2, 3, 4, 8)
     for b, y, x, k in [(0, 0, 0, 0), (1, 2, 3, 7), (0, 1, 2, 5), (1, 0, 1, 3)]:
-        want = sum(float(grad[b, c, y, x]) * (float(_CORNERS[k, c]) - float(clean[b, c, y, x])) / (255 * STD[c])
+        want = sum(float(grad[b, c, y, x]) * (float(CORNERS[k, c]) - float(clean[b, c, y, x])) / (255 * STD[c])
                    for c in range(3))
         assert got[b, y, x, k] == pytest.approx(want, rel=1e-5, abs=1e-6)
 
@@ -206,9 +206,9 @@ def test_top_seeds_decode_pixel_and_corner_lowest_first():
     scores[1, 1, 0, 0] = -1.0
     got = top_seeds(scores, 2)
     assert got.dtype == np.int16 and got.shape == (2, 2, 5)
-    np.testing.assert_array_equal(got[0, 0], [1, 2, *_CORNERS[6]])
-    np.testing.assert_array_equal(got[0, 1], [3, 0, *_CORNERS[1]])
-    np.testing.assert_array_equal(got[1, 0], [0, 1, *_CORNERS[0]])
+    np.testing.assert_array_equal(got[0, 0], [1, 2, *CORNERS[6]])
+    np.testing.assert_array_equal(got[0, 1], [3, 0, *CORNERS[1]])
+    np.testing.assert_array_equal(got[1, 0], [0, 1, *CORNERS[0]])
     assert top_seeds(scores, 999).shape == (2, 3 * 4 * 8, 5)  # k is capped at 8 H W
 
 

@@ -1,0 +1,68 @@
+"""The generic `<root>/<split>/<class>/<image>` layout (also used for the generated demo set).
+
+Bad input: a missing root -> FileNotFoundError naming it; a class folder that is neither a class
+name, an alias nor a class_map key -> ValueError naming the folder (it would silently lose data);
+no image at all -> ValueError. Non-image files, hidden files and hidden folders are ignored.
+Images are not decoded here; pasm/faces.py skips and counts undecodable files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+from pasm.data.labels import ALIASES, CLASSES
+from pasm.data.readers.records import Record, ReaderOutput, require_dir
+
+__all__ = ["IMAGE_SUFFIXES", "Record", "image_files", "read_folder", "read_folder_dataset"]
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
+
+
+def _class_index(folder: Path, class_map: dict[str, str]) -> int:
+    name = folder.name
+    target = class_map.get(name, name).strip().lower()
+    canonical = ALIASES.get(target)
+    if canonical is None:
+        raise ValueError(
+            f"{folder}: folder name {name!r} is not an expression class; "
+            f"known names: {sorted(ALIASES)}; map it with the dataset's class_map key"
+        )
+    return CLASSES.index(canonical)
+
+
+def _visible_dirs(folder: Path) -> list[Path]:
+    """Sorted non-hidden subfolders."""
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def image_files(folder: Path) -> Iterator[Path]:
+    """Sorted non-hidden image files directly inside folder."""
+    for image in sorted(folder.iterdir()):
+        if image.is_file() and image.suffix.lower() in IMAGE_SUFFIXES and not image.name.startswith("."):
+            yield image
+
+
+def read_folder_dataset(root: str | Path, class_map: dict[str, str] | None = None) -> ReaderOutput:
+    """Read root/<split>/<class>/<image> into records (aligned faces), sorted for determinism."""
+    root = require_dir(root, "data set")
+    class_map = class_map or {}
+    records: list[Record] = []
+    label_map: dict[str, str] = {}
+    for split_dir in _visible_dirs(root):
+        for class_dir in _visible_dirs(split_dir):
+            label = _class_index(class_dir, class_map)
+            label_map[class_dir.name] = CLASSES[label]
+            records.extend(Record(str(image), split_dir.name, label, path=image) for image in image_files(class_dir))
+    if not records:
+        raise ValueError(f"{root}: no images found in the <split>/<class>/<image> layout")
+    return ReaderOutput(records=records, label_map=dict(sorted(label_map.items())))
+
+
+def read_folder(root: str | Path, class_map: dict[str, str] | None = None) -> list[Record]:
+    """List every image under root/<split>/<class>/, sorted for determinism.
+
+    Unknown class folders are an error (they would silently lose data); non-image files are
+    ignored; hidden files and folders are skipped.
+    """
+    return read_folder_dataset(root, class_map).records

@@ -1,0 +1,126 @@
+"""Pictures a person would rather see than read: masked samples, confusion matrices, accuracy per round, point densities."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from pasm.data.atomic import atomic_path  # noqa: E402
+
+
+def _save(fig: plt.Figure, path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def masked_grid(
+    clean: np.ndarray, masked: np.ndarray, labels: np.ndarray, x: np.ndarray, y: np.ndarray,
+    classes: Sequence[str], path: str | Path, per_class: int = 4, title: str = "",
+) -> None:
+    """Grid like the paper's Fig. 3: one row per class, each clean image beside its masked copy (point in red)."""
+    picks = [np.flatnonzero(labels == c)[:per_class] for c in range(len(classes))]
+    rows = [(c, p) for c, p in enumerate(picks) if len(p)]
+    if not rows:
+        raise ValueError("no images to show")
+    fig, axes = plt.subplots(len(rows), 2 * per_class, figsize=(1.0 * 2 * per_class, 1.05 * len(rows)), squeeze=False)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.axis("off")
+    for r, (c, idx) in enumerate(rows):
+        for j, i in enumerate(idx):
+            for k, img in enumerate((clean[i], masked[i])):
+                ax = axes[r, 2 * j + k]
+                ax.axis("on")
+                ax.imshow(img, interpolation="nearest")
+                if k == 1:
+                    ax.plot([x[i]], [y[i]], "r.", markersize=3)
+                if r == 0:
+                    ax.set_title("clean" if k == 0 else "masked", fontsize=7)
+        axes[r, 0].set_ylabel(classes[c], fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    _save(fig, path)
+
+
+def confusion_plot(cm: np.ndarray, classes: Sequence[str], path: str | Path, title: str = "") -> None:
+    """Row-normalised confusion matrix (the paper's Fig. 5): fraction of each true class, count below it.
+
+    Colour and fraction are the row-normalised matrix; a true class without samples is left blank.
+    """
+    cm = np.asarray(cm, dtype=np.int64)
+    support = cm.sum(1, keepdims=True)
+    norm = np.divide(cm, support, out=np.zeros(cm.shape), where=support > 0)
+    fig, ax = plt.subplots(figsize=(0.75 * len(classes) + 1.6, 0.68 * len(classes) + 1.4))
+    ax.imshow(np.where(support > 0, norm, np.nan), cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(classes)):
+        if not support[i, 0]:
+            ax.text(len(classes) / 2 - 0.5, i, "no samples of this class", ha="center", va="center", fontsize=7,
+                    color="grey")
+            continue
+        for j in range(len(classes)):
+            ax.text(j, i, f"{norm[i, j]:.2f}\n({cm[i, j]})", ha="center", va="center", fontsize=6.5,
+                    color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(classes)), [f"{c} ({n})" for c, n in zip(classes, support[:, 0])], fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true (number of samples)")
+    ax.set_title(title, fontsize=9)
+    _save(fig, path)
+
+
+def accuracy_plot(
+    rounds: Sequence[int], series: dict[str, Sequence[float | None]], path: str | Path, title: str = "",
+) -> None:
+    """Accuracy (percent) of every split against the round (the paper's Fig. 6); None values are gaps."""
+    fig, ax = plt.subplots(figsize=(5.6, 3.6))
+    for k, (name, values) in enumerate(series.items()):
+        acc = np.array([np.nan if v is None else 100 * v for v in values], dtype=float)
+        line = ax.plot(rounds, acc, marker="o", label=name)[0]
+        for r, a in zip(rounds, acc):  # alternate series label above and below, so close lines stay readable
+            if np.isfinite(a):
+                ax.annotate(f"{a:.1f}", (r, a), textcoords="offset points", xytext=(0, 5 if k % 2 == 0 else -10),
+                            ha="center", fontsize=6, color=line.get_color())
+    ax.set_xticks(list(rounds))
+    ax.set_xlabel("round (0 = pretrained)")
+    ax.set_ylabel("accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    ax.set_title(title, fontsize=9)
+    _save(fig, path)
+
+
+def density_grid(
+    face: np.ndarray, densities: np.ndarray, names: Sequence[str], counts: Sequence[int], path: str | Path,
+    title: str = "", cols: int = 4,
+) -> None:
+    """One panel per density: the grey face with the density as a heat map (opacity grows with density).
+
+    The face is contrast-stretched so its features show through; each panel's density is scaled to
+    its own maximum, so it shows where that group's points are, not how many.
+    """
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.35 * rows), squeeze=False)
+    heat = plt.get_cmap("inferno")
+    lo, hi = float(face.min()), float(face.max())
+    face = (face - lo) / (hi - lo) if hi > lo else np.full_like(face, 0.5)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, dens, name, n in zip(axes.ravel(), densities, names, counts):
+        ax.imshow(face, cmap="gray", vmin=-0.3, vmax=1.4, interpolation="bilinear")  # muted, so the heat stands out
+        if n:
+            level = dens / dens.max()
+            rgba = heat(0.25 + 0.55 * level)  # purple to orange: neither black (reads as shadow) nor white
+            rgba[..., 3] = 0.9 * level**1.2  # transparent where there are few points, opaque at the peak
+            ax.imshow(rgba, interpolation="bilinear")
+        ax.set_title(f"{name} (n={n})", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    _save(fig, path)

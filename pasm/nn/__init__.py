@@ -1,0 +1,1 @@
+"""Networks: the backbones, model files, the network input and forward passes (imports pasm.data only)."""

@@ -1,0 +1,232 @@
+"""SGD training on in-memory uint8 arrays: Eq. 1 for pretraining, Eq. 4 with a frozen teacher after."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from pasm.nn.inference import predict_logits
+from pasm.nn.inputs import to_input
+from pasm.train.augment import random_crop_flip
+from pasm.train.losses import pasm_loss
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainParams:
+    """Optimiser, schedule and augmentation settings of one training stage (config block)."""
+
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 0.01
+    lr_milestones: list[int] = field(default_factory=lambda: [20])
+    lr_gamma: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    crop_pad: int = 8
+    flip: bool = True
+    seed: int = 0
+
+    @classmethod
+    def from_config(cls, block: dict[str, Any], seed: int) -> "TrainParams":
+        """Build from a validated config block (pretrain or finetune)."""
+        return cls(**{k: block[k] for k in cls.__dataclass_fields__ if k in block}, seed=seed)
+
+
+def freeze(teacher: nn.Module) -> nn.Module:
+    """Put a teacher in eval mode with gradients off: it only provides q_t in Eq. 4."""
+    teacher.eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
+
+
+@dataclass
+class Resume:
+    """Where a training job keeps its per-epoch state, and the key (hash of its inputs and
+    parameters) that state must carry to be reused; a state with another key is ignored."""
+
+    path: str | Path
+    key: str
+
+
+def _save_state(resume: Resume, epoch: int, model: nn.Module, opt: torch.optim.Optimizer,
+                sched: Any, gen: torch.Generator, history: list[dict[str, float]]) -> None:
+    """Everything needed to continue after `epoch`, written atomically (a kill never leaves half a state)."""
+    from pasm.data.atomic import atomic_path
+
+    state = {
+        "key": resume.key, "epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(), "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [], "history": history,
+    }
+    Path(resume.path).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(resume.path) as tmp:
+        torch.save(state, tmp)
+
+
+def _load_state(resume: Resume) -> dict[str, Any] | None:
+    """The saved state if it exists and carries this job's key; None (with the reason logged) otherwise."""
+    path = Path(resume.path)
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # a state from another torch version, or damaged: start over, say why
+        log.warning("ignoring unreadable training state %s (%s); starting from epoch 1", path, exc)
+        return None
+    if state.get("key") != resume.key:
+        log.info("ignoring training state %s: it belongs to other inputs or parameters", path)
+        return None
+    return state
+
+
+def train(
+    model: nn.Module,
+    images: np.ndarray,
+    labels: np.ndarray,
+    params: TrainParams,
+    *,
+    mean: Sequence[float],
+    std: Sequence[float],
+    device: str | torch.device = "cpu",
+    teacher: nn.Module | None = None,
+    clean_images: np.ndarray | None = None,
+    alpha: float = 1.0,
+    beta: float = 0.0,
+    val: tuple[np.ndarray, np.ndarray] | None = None,
+    log_csv: str | Path | None = None,
+    progress: bool = True,
+    resume: Resume | None = None,
+    student_transform: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+    on_epoch_end: Callable[[int], None] | None = None,
+) -> list[dict[str, float]]:
+    """Train `model` in place on uint8 (N, H, W, 3) images; returns the per-epoch history.
+
+    With a teacher, `images` are the student's (masked) inputs and `clean_images` the teacher's,
+    row-aligned; both get the same crop and flip in every step. `student_transform` (e.g. random
+    erasing) is applied to the student's uint8-valued float batch after crop and flip. With
+    `resume`, the state after every epoch is saved there and a matching saved state is continued
+    from; the result equals an uninterrupted run's. On CUDA the forward passes run in bfloat16
+    autocast; weights and activations are channels_last on every device (faster on CPU as well).
+    """
+    if teacher is not None and (clean_images is None or clean_images.shape != images.shape):
+        raise ValueError("a teacher needs clean_images with the same shape as images")
+    device = torch.device(device)
+    torch.manual_seed(params.seed)
+    gen = torch.Generator().manual_seed(params.seed)
+    model.to(device=device, memory_format=torch.channels_last).train()
+    if teacher is not None:
+        freeze(teacher).to(device=device, memory_format=torch.channels_last)
+    opt = torch.optim.SGD(
+        model.parameters(), lr=params.lr, momentum=params.momentum, weight_decay=params.weight_decay
+    )
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=params.lr_milestones, gamma=params.lr_gamma)
+    history: list[dict[str, float]] = []
+    first_epoch = 1
+    state = _load_state(resume) if resume else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        gen.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        if state["cuda_rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        history = list(state["history"])
+        first_epoch = state["epoch"] + 1
+        log.info("resuming from %s: epochs 1-%d done, continuing at epoch %d", resume.path, state["epoch"],
+                 first_epoch)
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    x_all = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
+    if teacher is not None:
+        x_all = torch.cat([x_all, torch.from_numpy(np.ascontiguousarray(clean_images)).permute(0, 3, 1, 2)], 1)
+    y_all = torch.from_numpy(np.asarray(labels, dtype=np.int64))
+    n = len(y_all)
+    columns = ["epoch", "loss", "train_acc", "val_acc", "lr", "seconds", "images_per_s"]
+    fh = None
+    writer = None
+    part = Path(f"{log_csv}.part") if log_csv else None  # renamed to log_csv once training completes
+    if part:
+        part.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(part, "w", newline="")
+        writer = csv.DictWriter(fh, columns)
+        writer.writeheader()
+        writer.writerows(history)  # epochs restored from a saved state
+    try:
+        for epoch in range(first_epoch, params.epochs + 1):
+            t0 = time.perf_counter()
+            model.train()
+            order = torch.randperm(n, generator=gen)
+            total_loss, correct, seen = 0.0, 0, 0
+            lr = opt.param_groups[0]["lr"]
+            bar = tqdm(
+                range(0, n, params.batch_size), desc=f"epoch {epoch}/{params.epochs}", unit="batch",
+                disable=not progress, mininterval=2.0, leave=False,
+            )
+            for start in bar:
+                idx = order[start : start + params.batch_size]
+                if len(idx) < 2:  # BatchNorm cannot train on a single image
+                    continue
+                xb = random_crop_flip(x_all[idx].to(device).float(), params.crop_pad, params.flip, gen)
+                yb = y_all[idx].to(device)
+                student_u8 = xb[:, :3] if student_transform is None else student_transform(xb[:, :3], gen)
+                student_x = to_input(student_u8, mean, std).contiguous(memory_format=torch.channels_last)
+                teacher_logits = None
+                with amp:
+                    if teacher is not None:
+                        with torch.no_grad():
+                            clean_x = to_input(xb[:, 3:], mean, std).contiguous(memory_format=torch.channels_last)
+                            teacher_logits = teacher(clean_x).float()
+                    logits = model(student_x).float()
+                loss = pasm_loss(logits, yb, teacher_logits, alpha, beta)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total_loss += loss.item() * len(idx)
+                correct += (logits.argmax(1) == yb).sum().item()
+                seen += len(idx)
+            sched.step()
+            seconds = time.perf_counter() - t0
+            row = {
+                "epoch": epoch,
+                "loss": total_loss / max(seen, 1),
+                "train_acc": correct / max(seen, 1),
+                "val_acc": float("nan"),
+                "lr": lr,
+                "seconds": round(seconds, 3),
+                "images_per_s": round(seen / seconds, 1),
+            }
+            if val is not None and len(val[1]):
+                pred = predict_logits(model, val[0], mean, std, device=device).argmax(1)
+                row["val_acc"] = float((pred == val[1]).mean())
+            history.append(row)
+            if writer:
+                writer.writerow(row)
+                fh.flush()
+            log.info(
+                "epoch %d/%d loss %.4f train_acc %.4f val_acc %.4f lr %.5f %.1fs (%.0f img/s)",
+                epoch, params.epochs, row["loss"], row["train_acc"], row["val_acc"], lr, seconds, row["images_per_s"],
+            )
+            if resume:
+                _save_state(resume, epoch, model, opt, sched, gen, history)
+            if on_epoch_end:
+                on_epoch_end(epoch)
+    finally:
+        if fh:
+            fh.close()
+    if part:
+        part.replace(log_csv)
+    model.eval().to(memory_format=torch.contiguous_format)
+    return history
