@@ -6,7 +6,7 @@ CORES ?= 2
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.pasm-installed
 
-.PHONY: demo test env clean-results
+.PHONY: demo test lint env clean-results
 
 env: $(STAMP)
 
@@ -20,6 +20,11 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake --cores $(CORES) results/demo/round3/metrics.json
+
+# The rule files as Snakemake's linter and snakefmt want them (CI runs this before the tests).
+lint: $(STAMP)
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake --lint --workflow-profile none
+	$(BIN)/snakefmt --check workflow/
 
 test: $(STAMP)
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pasm.align import AlignSettings, FaceAligner, load_image
+from pasm.data.align import AlignSettings, FaceAligner, load_image
 
 PHOTO = Path(__file__).resolve().parents[2] / "shared" / "images" / "faces" / "angry.jpg"
 

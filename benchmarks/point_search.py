@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pasm.h5store import read_faces
-from pasm.inference import inference_model
-from pasm.models import load_model
-from pasm.point_search import SearchParams, search_points
+from pasm.data.h5store import read_faces
+from pasm.nn.inference import inference_model
+from pasm.nn.models import load_model
+from pasm.search import SearchParams, search_points
 
 
 class CountingModel(torch.nn.Module):

@@ -12,8 +12,8 @@ import time
 import numpy as np
 import torch
 
-from pasm.models import IMAGENET_MEAN, IMAGENET_STD, build_model
-from pasm.training import TrainParams, train
+from pasm.nn.models import IMAGENET_MEAN, IMAGENET_STD, build_model
+from pasm.train.training import TrainParams, train
 
 
 def floor_rate(width: int, size: int, n: int, batch: int, channels_last: bool = True) -> float:
@@ -33,7 +33,7 @@ def floor_rate(width: int, size: int, n: int, batch: int, channels_last: bool = 
 
 
 def loop_rate(width: int, size: int, n: int, batch: int) -> float:
-    """Images/s of pasm.training.train for one epoch over n uint8 images (augmentation included)."""
+    """Images/s of pasm.train.training.train for one epoch over n uint8 images (augmentation included)."""
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
     labels = rng.integers(0, 7, n)

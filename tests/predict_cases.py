@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from pasm.labels import CLASSES
-from pasm.model_card import face_preparation
-from pasm.models import IMAGENET_MEAN, IMAGENET_STD, build_model, save_model
+from pasm.data.labels import CLASSES
+from pasm.data.model_card import face_preparation
+from pasm.nn.models import IMAGENET_MEAN, IMAGENET_STD, build_model, save_model
 
 REPO = Path(__file__).resolve().parents[1]
 FACES = (Path(__file__).parents[1] / ".." / "shared" / "images" / "faces").resolve()

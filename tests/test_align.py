@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pasm.align import (
+from pasm.data.align import (
     AlignSettings,
     FaceAligner,
     align_face,

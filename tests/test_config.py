@@ -5,7 +5,7 @@ import copy
 import pytest
 import yaml
 
-from pasm.config import ConfigError, load_config, validate_config
+from pasm.workflow.config import ConfigError, load_config, validate_config
 
 from conftest import REPO
 
@@ -13,7 +13,7 @@ MINIMAL = {"datasets": {"d": {"format": "folder", "root": "data/d"}}}
 
 
 def test_repository_config_is_valid_and_filled():
-    cfg = load_config(REPO / "config.yaml")
+    cfg = load_config(REPO / "config" / "config.yaml")
     demo = cfg["datasets"]["demo"]
     assert demo["pretrain"]["momentum"] == 0.9
     assert cfg["method"]["search"]["scale_f"] == 0.5

@@ -5,9 +5,9 @@ import json
 import numpy as np
 import torch
 
-from pasm.h5store import Faces, write_faces
-from pasm.models import build_model, save_model
-from pasm.stages import cross_evaluate
+from pasm.data.h5store import Faces, write_faces
+from pasm.nn.models import build_model, save_model
+from pasm.workflow.stages import cross_evaluate
 
 
 def test_cross_evaluation_uses_the_shared_classes(tmp_path):
@@ -23,7 +23,8 @@ def test_cross_evaluation_uses_the_shared_classes(tmp_path):
                   splits=np.array(["test"] * 5), sources=np.array(list("abcde")), status=np.array(["x"] * 5),
                   attrs={"label_map": {"anger": "angry"}})
     write_faces(tmp_path / "faces.h5", faces)
-    result = cross_evaluate(tmp_path / "faces.h5", tmp_path / "m.pt", "src", "tgt", 1, tmp_path / "out.json")
+    result = cross_evaluate(target_faces=tmp_path / "faces.h5", model_path=tmp_path / "m.pt", out_json=tmp_path / "out.json",
+                            source="src", target="tgt", rnd=1)
     saved = json.loads((tmp_path / "out.json").read_text())
     assert saved == json.loads(json.dumps(result))
     mapping = saved["label_mapping"]

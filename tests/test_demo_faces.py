@@ -1,4 +1,4 @@
-"""Tests of the embedded synthetic demo face generator (pasm.demo_faces)."""
+"""Tests of the embedded synthetic demo face generator (pasm.data.demo_faces)."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pasm.demo_faces import (
+from pasm.data.demo_faces import (
     CLASS_CODES,
     MANIFEST_COLUMNS,
     REGIONS,
     render_faces,
     write_demo_dataset,
 )
-from pasm.labels import CLASSES
+from pasm.data.labels import CLASSES
 
 SMALL = {"train": 3, "val": 3, "test": 3, "occlusion": 3}
 
@@ -229,7 +229,7 @@ def test_expressions_are_learnable_from_pixels() -> None:
 
 
 def test_parallel_writer_matches_serial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import pasm.demo_faces as demo_faces
+    import pasm.data.demo_faces as demo_faces
 
     monkeypatch.setattr(demo_faces, "_MIN_JOBS_PER_WORKER", 1)  # use helpers even for tiny sets
     calls: list[int] = []

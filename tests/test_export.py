@@ -9,12 +9,12 @@ import numpy as np
 import onnx
 import pytest
 
-from pasm import cli
-from pasm.align import load_image
-from pasm.export import TOLERANCE, onnx_probabilities, torch_probabilities
-from pasm.labels import CLASSES
-from pasm.models import load_model
-from pasm.predict import Predictor
+from pasm.app import cli
+from pasm.data.align import load_image
+from pasm.app.export import TOLERANCE, onnx_probabilities, torch_probabilities
+from pasm.data.labels import CLASSES
+from pasm.nn.models import load_model
+from pasm.app.predict import Predictor
 from predict_cases import PHOTOS, SIZE, photo, tiny_model_file
 
 

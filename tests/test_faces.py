@@ -7,8 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from pasm.faces import build_faces
-from pasm.readers.records import Record, ReaderOutput
+from pasm.data.faces import build_faces
+from pasm.data.readers.records import Record, ReaderOutput
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "images" / "faces"
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pasm.faces import build_faces
-from pasm.labels import CLASSES
-from pasm.readers.folder import read_folder
+from pasm.data.faces import build_faces
+from pasm.data.labels import CLASSES
+from pasm.data.readers.folder import read_folder
 
 
 def _png(path, value=100, size=(10, 12), mode="RGB"):

@@ -1,4 +1,4 @@
-"""Tests of GPU slot claiming with lock files (pasm.gpu_slots), on fake slots: no GPU needed."""
+"""Tests of GPU slot claiming with lock files (pasm.workflow.gpu_slots), on fake slots: no GPU needed."""
 
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from pasm.gpu_slots import claim_gpu, lock_path, physical_gpu_count, visible_devices_env
+from pasm.workflow.gpu_slots import claim_gpu, lock_path, physical_gpu_count, visible_devices_env
 
 REPO = Path(__file__).resolve().parents[1]
 
 # A separate process that claims a slot, reports it on stdout, then sleeps until killed.
 HOLDER = """
 import sys, time
-from pasm.gpu_slots import claim_gpu
+from pasm.workflow.gpu_slots import claim_gpu
 with claim_gpu(2, sys.argv[1], env={}, timeout=0) as i:
     print(i, flush=True)
     time.sleep(120)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from pasm.inference import inference_model
-from pasm.models import build_model
+from pasm.nn.inference import inference_model
+from pasm.nn.models import build_model
 
 
 class LenModel(torch.nn.Module):

@@ -22,7 +22,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO, run_snakemake
+from conftest import REPO, run_snakemake, write_config
 
 # Like test_workflow.TINY, sized so that each of the 4 search shards and each of the 4
 # fine-tuning epochs takes long enough to be killed in the middle of.
@@ -53,7 +53,7 @@ POLL_S = 0.02
 
 def _start(wd: Path, out: Path) -> subprocess.Popen:
     """The run to be killed: its own session, so that killpg reaches every job process too."""
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(wd), "--cores", "1", TARGET]
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "workflow" / "Snakefile"), "-d", str(wd), "--cores", "1", TARGET]
     env = {**os.environ, "PYTHONPATH": str(REPO), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     return subprocess.Popen(cmd, stdout=out.open("w"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
@@ -172,7 +172,7 @@ FINAL = [f"{R1}/points.h5", f"{R1}/masked.h5", f"{R1}/model.pt", f"{R1}/train_lo
 def reference(tmp_path_factory):
     """One uninterrupted run of the same config: what every killed and restarted run must end with."""
     wd = tmp_path_factory.mktemp("reference")
-    (wd / "config.yaml").write_text(yaml.safe_dump(KILL))
+    write_config(wd, KILL)
     run_snakemake(wd, "--cores", "2", TARGET)
     return wd
 

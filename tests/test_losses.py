@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from pasm.losses import pasm_loss
+from pasm.train.losses import pasm_loss
 
 
 def test_eq4_by_hand():

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from pasm.masking import apply_masks, patch_bounds
+from pasm.train.masking import apply_masks, patch_bounds
 
 
 def _images(n=3, h=20, w=24):

@@ -4,8 +4,8 @@ import pytest
 import torch
 import torchvision
 
-from pasm.config import ConfigError, validate_config
-from pasm.models import MissingWeightsError, build_model, imagenet_weights_file
+from pasm.workflow.config import ConfigError, validate_config
+from pasm.nn.models import MissingWeightsError, build_model, imagenet_weights_file
 
 
 def test_backbones_have_seven_outputs():

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pasm import cli
-from pasm.align import align_face, load_image
-from pasm.labels import CLASSES
-from pasm.model_card import face_preparation, stored_preparation
-from pasm.predict import Predictor, find_images, to_grey
+from pasm.app import cli
+from pasm.data.align import align_face, load_image
+from pasm.data.labels import CLASSES
+from pasm.data.model_card import face_preparation, stored_preparation
+from pasm.app.predict import Predictor, find_images, to_grey
 from predict_cases import REPO, SIZE, photo, tiny_model_file
 
 
@@ -112,7 +112,7 @@ def test_folder_with_face_no_face_and_corrupt_file(colour_model, tmp_path):
 
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "pasm.cli", "predict", str(folder), "--model", str(colour_model), "--device", "cpu",
+        [sys.executable, "-m", "pasm.app.cli", "predict", str(folder), "--model", str(colour_model), "--device", "cpu",
          "--annotate", str(annotated)],
         capture_output=True, text=True, env=env, timeout=600,
     )

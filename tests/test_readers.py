@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pasm.faces import build_faces
-from pasm.labels import CLASSES
-from pasm.readers import read_dataset, subset_masks
-from pasm.readers.ckplus import read_ckplus
-from pasm.readers.fer2013 import read_fer2013
-from pasm.readers.folder import read_folder_dataset
-from pasm.readers.rafdb import read_rafdb
-from pasm.readers.records import Record
+from pasm.data.faces import build_faces
+from pasm.data.labels import CLASSES
+from pasm.data.readers import read_dataset, subset_masks
+from pasm.data.readers.ckplus import read_ckplus
+from pasm.data.readers.fer2013 import read_fer2013
+from pasm.data.readers.folder import read_folder_dataset
+from pasm.data.readers.rafdb import read_rafdb
+from pasm.data.readers.records import Record
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 RAF_NAMES = ["surprise", "fear", "disgust", "happy", "sad", "angry", "neutral"]  # RAF labels 1-7

@@ -10,7 +10,7 @@ import time
 import pytest
 import yaml
 
-from conftest import run_snakemake
+from conftest import run_snakemake, write_config
 from test_workflow import TINY, job_counts
 
 TARGET = "results/tiny/round2/metrics.json"  # rounds 0-2
@@ -58,7 +58,7 @@ CASES = {
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     wd = tmp_path_factory.mktemp("scope")
-    (wd / "config.yaml").write_text(yaml.safe_dump(SCOPE))
+    write_config(wd, SCOPE)
     run_snakemake(wd, "--cores", "2", TARGET)
     return wd
 

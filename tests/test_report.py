@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from pasm.evaluation import classification_metrics
-from pasm.h5store import Faces, write_faces, write_table
-from pasm.labels import CLASSES
-from pasm.models import build_model, save_model
-from pasm.point_density import class_densities, mean_grey_face, point_histogram
-from pasm.report import accuracy_series, metric_rows, point_density_figure
-from pasm.stages import evaluate, evaluation_subsets
+from pasm.evaluate.metrics import classification_metrics
+from pasm.data.h5store import Faces, write_faces, write_table
+from pasm.data.labels import CLASSES
+from pasm.nn.models import build_model, save_model
+from pasm.evaluate.point_density import class_densities, mean_grey_face, point_histogram
+from pasm.evaluate.report import accuracy_series, metric_rows, point_density_figure
+from pasm.workflow.stages import evaluate, evaluation_subsets
 
 SPLITS = np.array(["train"] * 4 + ["val"] * 2 + ["test"] * 6)
 LABELS = np.array([0, 3, 6, 3, 3, 0, 3, 3, 0, 6, 3, 1])
@@ -52,7 +52,6 @@ def test_subsets_are_restricted_to_the_evaluation_splits():
 
 def test_evaluate_scores_splits_subsets_and_draws_the_round_pictures(tmp_path):
     write_faces(tmp_path / "faces.h5", _faces())
-    cfg = {"device": "cpu", "datasets": {"d": {"val_split": "val", "eval_splits": ["test"]}}}
     results = {}
     for rnd, cls in ((0, 0), (1, 3)):  # round 0 always answers angry, round 1 always happy
         d = tmp_path / "d" / f"round{rnd}"
@@ -61,7 +60,8 @@ def test_evaluate_scores_splits_subsets_and_draws_the_round_pictures(tmp_path):
         cross = classification_metrics(np.zeros(4, np.int64), np.array([0] * (rnd + 1) + [1] * (3 - rnd)), CLASSES)
         (d / "cross" / "ck" / "metrics.json").write_text(json.dumps({"all": cross}))  # accuracy 0.25, then 0.5
         results[rnd] = evaluate(
-            tmp_path / "faces.h5", tmp_path / f"m{rnd}.pt", "d", cfg, rnd, d / "metrics.json", d / "confusion.png",
+            faces_path=tmp_path / "faces.h5", model_path=tmp_path / f"m{rnd}.pt", out_json=d / "metrics.json",
+            out_png=d / "confusion.png", dataset="d", rnd=rnd, val_split="val", eval_splits=["test"], device="cpu",
             cross_paths=[d / "cross" / "ck" / "metrics.json"], out_rounds_png=d / "accuracy_per_round.png",
             out_rounds_html=d / "accuracy_per_round.html", out_round_html=d / "metrics.html",
         )
@@ -112,8 +112,8 @@ def test_point_density_panels_per_class(tmp_path):
     index = np.array([1, 2, 3, 4, 6])  # training rows with points: classes 0, 0, 3, 3, 6
     x, y = np.array([5, 5, 14, 14, 10]), np.array([4, 4, 12, 12, 9])
     write_table(tmp_path / "points.h5", {"index": index, "x": x, "y": y, "rgb": np.zeros((5, 3), np.uint8)})
-    dens, counts = point_density_figure(tmp_path / "faces.h5", tmp_path / "points.h5", "d", 1,
-                                        tmp_path / "point_density.png", sigma=1.0)
+    dens, counts = point_density_figure(faces_path=tmp_path / "faces.h5", points_path=tmp_path / "points.h5",
+                                        dataset="d", rnd=1, out_png=tmp_path / "point_density.png", sigma=1.0)
     assert (tmp_path / "point_density.png").stat().st_size > 1000
     assert dens.shape == (len(CLASSES) + 1, side, side)
     assert counts.tolist() == [2, 0, 0, 2, 0, 0, 1, 5]

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from pasm.rounds import decide, final_round, write_decision, write_final
+from pasm.workflow.rounds import decide, final_round, write_decision, write_final
 
 
 def run_auto(accuracies, margin=0.0, max_rounds=10):
@@ -49,12 +49,13 @@ def test_decision_and_final_files(tmp_path, rounds):
     for r in range(len(accs)):
         out = tmp_path / "rounds" / f"decision{r}.json"
         out.parent.mkdir(exist_ok=True)
-        result = write_decision(metrics[: r + 1], "val", rounds, 6, 0.0, out)
+        result = write_decision(metrics_paths=metrics[: r + 1], val_split="val", rounds=rounds, max_rounds=6,
+                                margin=0.0, out_json=out)
         decisions.append(out)
         if not result["continue"]:
             break
     assert len(decisions) == 3 and not json.loads(decisions[-1].read_text())["continue"]
-    final = write_final(decisions, tmp_path / "final.json")
+    final = write_final(decision_paths=decisions, out_json=tmp_path / "final.json")
     assert final["final_round"] == 1 and final["rounds_built"] == 2
     assert final["final_model"].endswith("round1/model.pt")
     assert json.loads((tmp_path / "final.json").read_text()) == final

@@ -27,8 +27,8 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO, run_snakemake
-from pasm.h5store import read_faces, read_table
+from conftest import REPO, run_snakemake, write_config
+from pasm.data.h5store import read_faces, read_table
 from test_workflow import TINY
 
 TARGET = "results/tiny/round1/metrics.json"
@@ -88,7 +88,7 @@ def test_slurm_profile_asks_for_what_a_real_cluster_needs():
     for res in [defaults, *per_rule.values()]:
         assert "attempt" in str(res.get("runtime", "attempt"))
     rules = set(re.findall(r"^\s*(?:rule|checkpoint) (\w+):", "".join(
-        p.read_text() for p in (REPO / "rules").glob("*.smk")), re.M))
+        p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk")), re.M))
     assert set(per_rule) <= rules, set(per_rule) - rules  # no typo in a rule name
 
 
@@ -119,7 +119,7 @@ def runs(cluster, tmp_path_factory):
     profile = make_test_profile(cluster, tmp_path_factory)
     slurm_wd, local_wd = tmp_path_factory.mktemp("slurm_run"), tmp_path_factory.mktemp("local_run")
     for wd in (slurm_wd, local_wd):
-        (wd / "config.yaml").write_text(yaml.safe_dump(SMALL))
+        write_config(wd, SMALL)
     # side by side: the cluster run spends much of its time waiting for Slurm and status checks
     with ThreadPoolExecutor(2) as pool:
         cluster_run = pool.submit(run_snakemake, slurm_wd, "--workflow-profile", str(profile), TARGET, timeout=600)

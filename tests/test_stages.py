@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from pasm.h5store import POINT_FIELDS, Faces, write_faces, write_table
-from pasm.stages import gather_points, parse_scatteritem, shard_rows
+from pasm.data.h5store import POINT_FIELDS, Faces, write_faces, write_table
+from pasm.workflow.stages import gather_points, parse_scatteritem, shard_rows
 
 
 @pytest.mark.parametrize("n_train, n_shards", [(10, 3), (7, 7), (100, 8), (3, 5), (0, 2)])
@@ -27,7 +27,7 @@ def _setup(tmp_path):
         sources=np.array([str(i) for i in range(n)]), status=np.array(["x"] * n),
     )
     write_faces(tmp_path / "faces.h5", faces)
-    cfg = {"seed": 0, "datasets": {"d": {"train_split": "train", "train_subset": None}}}
+    cfg = {"seed": 0, "train_split": "train", "train_subset": None}
     return cfg
 
 
@@ -43,7 +43,7 @@ def _shard(path, index):
 def test_gather_accepts_exact_cover(tmp_path):
     cfg = _setup(tmp_path)
     shards = [_shard(tmp_path / "1.h5", [0, 2]), _shard(tmp_path / "2.h5", [3, 5])]
-    gather_points(shards, tmp_path / "faces.h5", "d", cfg, tmp_path / "points.h5")
+    gather_points(shard_paths=shards, faces_path=tmp_path / "faces.h5", out_path=tmp_path / "points.h5", **cfg)
     assert (tmp_path / "points.h5").exists()
 
 
@@ -52,22 +52,21 @@ def test_gather_rejects_bad_cover(tmp_path, second, what):
     cfg = _setup(tmp_path)
     shards = [_shard(tmp_path / "1.h5", [0, 2]), _shard(tmp_path / "2.h5", second)]
     with pytest.raises(ValueError, match=what):
-        gather_points(shards, tmp_path / "faces.h5", "d", cfg, tmp_path / "points.h5")
+        gather_points(shard_paths=shards, faces_path=tmp_path / "faces.h5", out_path=tmp_path / "points.h5", **cfg)
     assert not (tmp_path / "points.h5").exists()
 
 
 def test_train_subset_is_stratified_seeded_and_within_train():
-    from pasm.stages import train_rows
+    from pasm.workflow.stages import train_rows
 
     n = 1000
     labels = np.repeat(np.arange(7), [400, 50, 150, 100, 100, 100, 100])
     faces = Faces(images=np.zeros((n, 1, 1, 3), np.uint8), labels=labels,
                   splits=np.array(["train"] * 900 + ["test"] * 100)[np.random.default_rng(0).permutation(n)],
                   sources=np.array([str(i) for i in range(n)]), status=np.array(["x"] * n))
-    ds = {"train_split": "train", "train_subset": 90}
-    rows = train_rows(faces, ds, seed=1)
+    rows = train_rows(faces, "train", 90, seed=1)
     assert len(rows) == 90 and len(set(rows)) == 90 and (faces.splits[rows] == "train").all()
     full = np.bincount(labels[faces.splits == "train"], minlength=7) / 900
     assert np.abs(np.bincount(labels[rows], minlength=7) / 90 - full).max() < 0.02
-    assert (train_rows(faces, ds, seed=1) == rows).all() and not (train_rows(faces, ds, seed=2) == rows).all()
-    assert len(train_rows(faces, {"train_split": "train", "train_subset": None}, 1)) == 900
+    assert (train_rows(faces, "train", 90, seed=1) == rows).all() and not (train_rows(faces, "train", 90, seed=2) == rows).all()
+    assert len(train_rows(faces, "train", None, 1)) == 900

@@ -2,7 +2,7 @@
 
 import json
 
-from pasm.cli import main
+from pasm.app.cli import main
 
 
 def test_summary_table(tmp_path, capsys):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from pasm.models import build_model, load_model, save_model
-from pasm.training import TrainParams, train
+from pasm.nn.models import build_model, load_model, save_model
+from pasm.train.training import TrainParams, train
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 
@@ -95,7 +95,7 @@ def _stop_after(k):
 
 
 def test_interrupted_run_resumes_at_next_epoch_with_identical_weights(tmp_path, caplog):
-    from pasm.training import Resume
+    from pasm.train.training import Resume
 
     imgs, labels = _data()
     init = build_model("compact", 7, width=4)
@@ -112,7 +112,7 @@ def test_interrupted_run_resumes_at_next_epoch_with_identical_weights(tmp_path, 
     assert resume.path.exists() and not (tmp_path / "log.csv").exists()  # no finished-looking log yet
     seen = []
     fresh = build_model("compact", 7, width=4)  # a new process: weights come from the saved state
-    with caplog.at_level("INFO", logger="pasm.training"):
+    with caplog.at_level("INFO", logger="pasm.train.training"):
         hist = train(fresh, imgs, labels, params, mean=MEAN, std=STD, progress=False, resume=resume,
                      log_csv=tmp_path / "log.csv", on_epoch_end=seen.append)
     assert seen == [3, 4]  # epochs 1-2 were not trained again
@@ -124,7 +124,7 @@ def test_interrupted_run_resumes_at_next_epoch_with_identical_weights(tmp_path, 
 
 
 def test_state_with_another_key_is_not_reused(tmp_path):
-    from pasm.training import Resume
+    from pasm.train.training import Resume
 
     imgs, labels = _data()
     with pytest.raises(Interrupted):

@@ -1,0 +1,43 @@
+# Data preparation: the generated demo set, and faces.h5 for every data set.
+
+if DEMO_ROOTS:
+
+    rule demo_images:
+        """Render the synthetic demo data set (deterministic from its seed)."""
+        output:
+            "{demo_root}/manifest.csv",
+        log:
+            "results/logs/demo_images/{demo_root}.log",
+        wildcard_constraints:
+            demo_root="|".join(re.escape(root) for root in DEMO_ROOTS),
+        conda:
+            "../envs/pasm.yaml"
+        threads: 2
+        params:
+            settings=demo_settings,
+        script:
+            "../scripts/demo_images.py"
+
+
+rule faces:
+    """Read a data set with its reader and write the aligned faces, labels and splits."""
+    input:
+        dataset_source,
+    output:
+        "results/{ds}/faces.h5",
+    log:
+        "results/{ds}/logs/faces.log",
+    benchmark:
+        "results/{ds}/benchmarks/faces.tsv"
+    conda:
+        "../envs/pasm.yaml"
+    threads: 1  # MTCNN's many small operations run fastest on one thread
+    params:
+        fmt=ds_key("format"),
+        root=ds_key("root"),
+        options=reader_options_of,
+        image_size=ds_key("image_size"),
+        align=ds_key("align"),
+        device=CFG["device"],
+    script:
+        "../scripts/faces.py"

@@ -1,0 +1,130 @@
+# Evaluation of every round's model on the validation and evaluation splits and named subsets,
+# the pictures and tables of Snakemake's report (snakemake --report report.html), and the
+# density of each round's mined points.
+
+
+rule evaluate:
+    """Accuracy, mean class accuracy, precision/recall/F1 and confusion matrices per split and subset."""
+    input:
+        faces="results/{ds}/faces.h5",
+        model=round_model,
+        earlier=previous_metrics,
+        cross=cross_metrics,
+        points_picture=round_point_density,
+    output:
+        metrics="results/{ds}/round{r}/metrics.json",
+        confusion=report(
+            "results/{ds}/round{r}/confusion.png",
+            caption="../report/confusion.rst",
+            category="Confusion matrices",
+            subcategory="{ds}",
+            labels={"round": "{r}"},
+        ),
+        rounds_png=report(
+            "results/{ds}/round{r}/accuracy_per_round.png",
+            caption="../report/accuracy_per_round.rst",
+            category="Accuracy per round",
+            subcategory="{ds}",
+            labels={"rounds": "0-{r}"},
+        ),
+        rounds_html=report(
+            "results/{ds}/round{r}/accuracy_per_round.html",
+            caption="../report/accuracy_table.rst",
+            category="Metric tables",
+            subcategory="{ds}",
+            labels={"round": "{r}", "table": "scores of rounds 0-{r}"},
+        ),
+        round_html=report(
+            "results/{ds}/round{r}/metrics.html",
+            caption="../report/metrics_table.rst",
+            category="Metric tables",
+            subcategory="{ds}",
+            labels={"round": "{r}", "table": "per class, round {r}"},
+        ),
+    log:
+        "results/{ds}/logs/round{r}/evaluate.log",
+    conda:
+        "../envs/pasm.yaml"
+    threads: CFG["threads"]
+    params:
+        val_split=ds_key("val_split"),
+        eval_splits=ds_key("eval_splits"),
+        device=CFG["device"],
+    script:
+        "../scripts/evaluate.py"
+
+
+rule cross_evaluate:
+    """A round's model tested on another data set, over the classes both share."""
+    input:
+        faces="results/{target}/faces.h5",
+        model=round_model,
+    output:
+        metrics="results/{ds}/round{r}/cross/{target}/metrics.json",
+    log:
+        "results/{ds}/logs/round{r}/cross_{target}.log",
+    wildcard_constraints:
+        target="[A-Za-z0-9_]+",
+    conda:
+        "../envs/pasm.yaml"
+    threads: CFG["threads"]
+    params:
+        device=CFG["device"],
+    script:
+        "../scripts/cross_evaluate.py"
+
+
+checkpoint round_decision:
+    """After round r is evaluated: build round r+1? (fixed rounds, or rounds: auto on validation accuracy)"""
+    input:
+        metrics=metrics_so_far,
+    output:
+        "results/{ds}/rounds/decision{r}.json",
+    log:
+        "results/{ds}/logs/round{r}/decision.log",
+    conda:
+        "../envs/pasm.yaml"
+    params:
+        val_split=decision_split,
+        rounds=method_key("rounds"),
+        max_rounds=method_key("max_rounds"),
+        margin=method_key("auto_margin"),
+    script:
+        "../scripts/round_decision.py"
+
+
+rule final:
+    """The rounds built (until the decision says stop) and the final round, in final.json."""
+    input:
+        decided_rounds,
+    output:
+        "results/{ds}/final.json",
+    log:
+        "results/{ds}/logs/final.log",
+    conda:
+        "../envs/pasm.yaml"
+    script:
+        "../scripts/final.py"
+
+
+rule point_density:
+    """Where round r's mined points fall: smoothed density over the mean training face, per class."""
+    input:
+        faces="results/{ds}/faces.h5",
+        points="results/{ds}/round{r}/points.h5",
+    output:
+        report(
+            "results/{ds}/round{r}/point_density.png",
+            caption="../report/point_density.rst",
+            category="Mined points",
+            subcategory="{ds}",
+            labels={"round": "{r}"},
+        ),
+    log:
+        "results/{ds}/logs/round{r}/point_density.log",
+    wildcard_constraints:
+        r="[1-9][0-9]*",
+    conda:
+        "../envs/pasm.yaml"
+    script:
+        "../scripts/point_density.py"

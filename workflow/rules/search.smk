@@ -1,0 +1,74 @@
+# Sensitive-point search (sharded one-pixel attack), gather, and masked sample generation.
+
+
+rule search_points:
+    """One shard: one-pixel DE attack on a contiguous slice of the training set."""
+    input:
+        faces="results/{ds}/faces.h5",
+        model=previous_model,
+    output:
+        "results/{ds}/round{r}/points/{scatteritem}.h5",
+    log:
+        "results/{ds}/logs/round{r}/search_{scatteritem}.log",
+    benchmark:
+        "results/{ds}/benchmarks/round{r}/search_{scatteritem}.tsv"
+    wildcard_constraints:
+        r="[1-9][0-9]*",
+    conda:
+        "../envs/pasm.yaml"
+    threads: CFG["method"]["search"]["threads"]
+    resources:
+        gpu=0,  # a GPU profile sets 1 (profiles/gpu, profiles/slurm): caps concurrent GPU shards
+        machine_gpus=CFG["gpus"],
+        gpu_lock_dir=CFG["gpu_lock_dir"] or "",
+    params:
+        search=method_key("search"),
+        train_split=ds_key("train_split"),
+        train_subset=ds_key("train_subset"),
+        seed=CFG["seed"],
+        device=CFG["device"],
+    script:
+        "../scripts/search_points.py"
+
+
+rule gather_points:
+    """Concatenate the shards; fail unless every training image appears exactly once."""
+    input:
+        shards=gather.search("results/{{ds}}/round{{r}}/points/{scatteritem}.h5"),
+        faces="results/{ds}/faces.h5",
+    output:
+        "results/{ds}/round{r}/points.h5",
+    log:
+        "results/{ds}/logs/round{r}/gather_points.log",
+    conda:
+        "../envs/pasm.yaml"
+    params:
+        train_split=ds_key("train_split"),
+        train_subset=ds_key("train_subset"),
+        seed=CFG["seed"],
+    script:
+        "../scripts/gather_points.py"
+
+
+rule masked_samples:
+    """Mask the S x S patch around each image's point with the point's RGB."""
+    input:
+        faces="results/{ds}/faces.h5",
+        points="results/{ds}/round{r}/points.h5",
+    output:
+        masked="results/{ds}/round{r}/masked.h5",
+        grid=report(
+            "results/{ds}/round{r}/masked_examples.png",
+            caption="../report/masked_examples.rst",
+            category="Masked samples",
+            subcategory="{ds}",
+            labels={"round": "{r}"},
+        ),
+    log:
+        "results/{ds}/logs/round{r}/masked_samples.log",
+    conda:
+        "../envs/pasm.yaml"
+    params:
+        mask_size=mask_size_of,
+    script:
+        "../scripts/masked_samples.py"
