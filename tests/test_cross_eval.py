@@ -5,7 +5,7 @@ import json
 import numpy as np
 import torch
 
-from pasm.data.h5store import Faces, write_faces
+from pasm.data.h5store import Faces, read_groups, write_faces
 from pasm.nn.models import build_model, save_model
 from pasm.workflow.stages import cross_evaluate
 
@@ -24,7 +24,10 @@ def test_cross_evaluation_uses_the_shared_classes(tmp_path):
                   attrs={"label_map": {"anger": "angry"}})
     write_faces(tmp_path / "faces.h5", faces)
     result = cross_evaluate(target_faces=tmp_path / "faces.h5", model_path=tmp_path / "m.pt", out_json=tmp_path / "out.json",
-                            source="src", target="tgt", rnd=1)
+                            source="src", target="tgt", rnd=1, out_predictions=tmp_path / "predictions.h5")
+    groups, _ = read_groups(tmp_path / "predictions.h5")
+    assert (groups["all"]["rows"] == np.arange(5)).all()
+    assert float(np.mean(groups["all"]["predicted"] == groups["all"]["labels"])) == result["all"]["accuracy"]
     saved = json.loads((tmp_path / "out.json").read_text())
     assert saved == json.loads(json.dumps(result))
     mapping = saved["label_mapping"]

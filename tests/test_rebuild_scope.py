@@ -1,5 +1,6 @@
 """Inputs that change after a run rebuild what depends on them and nothing else: one config key
-per stage family (and a changed data file) against a finished tiny run, checked with dry runs."""
+per stage family (and a changed data file) against a finished tiny run, checked with dry runs.
+Each rule names the config values it reads as params, so the scope follows from them."""
 
 from __future__ import annotations
 
@@ -32,23 +33,28 @@ def _plus(*counts):
 
 
 CASES = {
-    # data_params: the reader's settings (and device) -> faces.h5 and everything after it
+    # faces' params: the reader's settings (and device) -> faces.h5 and everything after it
     "datasets.tiny.align.scale": (("datasets", "tiny", "align", "scale"), 1.1, FROM_FACES),
-    # train_params: training keys of round 0 (and seed, threads) -> pretrain and every round
+    # pretrain's params: training keys of round 0 (and seed) -> pretrain and every round
     "datasets.tiny.pretrain.lr": (("datasets", "tiny", "pretrain", "lr"), 0.04, FROM_PRETRAIN),
     "datasets.tiny.model.width": (("datasets", "tiny", "model", "width"), 5, FROM_PRETRAIN),
-    # search_params: the point search of rounds >= 1 and what is built from its points
+    # search_points' params: the point search of rounds >= 1 and what is built from its points
     "method.search.population": (("method", "search", "population"), 7,
                                  {"search_points": 2, "gather_points": 2, "masked_samples": 2, "finetune": 2,
                                   "evaluate": 2}),
-    # round_params: the masks of rounds >= 1 (round 2's search follows round 1's new model)
+    # masked_samples' params: the masks of rounds >= 1 (round 2's search follows round 1's new model)
     "method.mask_size": (("method", "mask_size"), 7,
                          _plus({"masked_samples": 1, "finetune": 1, "evaluate": 1}, ROUND2_FROM_SEARCH)),
-    # finetune_params: fine-tuning of rounds >= 1, not round 1's points, not round 0
+    # finetune's params: fine-tuning of rounds >= 1, not round 1's points, not round 0
     "datasets.tiny.finetune.lr": (("datasets", "tiny", "finetune", "lr"), 0.02,
                                   _plus({"finetune": 1, "evaluate": 1}, ROUND2_FROM_SEARCH)),
     "method.beta": (("method", "beta"), 0.5, _plus({"finetune": 1, "evaluate": 1}, ROUND2_FROM_SEARCH)),
-    # TARGET_ONLY_KEYS: choose targets or configure ablations -> nothing of the built rounds
+    # evaluate's own params: only the evaluations (they reran faces and everything before params were named)
+    "datasets.tiny.eval_splits": (("datasets", "tiny", "eval_splits"), ["test"], {"evaluate": 3}),
+    # threads and the machine's GPUs are threads/resources, not params: nothing reruns (they reran every round)
+    "threads": (("threads",), 2, {}),
+    "gpu_lock_dir": (("gpu_lock_dir",), "/tmp/elsewhere", {}),
+    # keys that only choose targets or configure ablations -> nothing of the built rounds
     "method.rounds": (("method", "rounds"), 3, {}),
     "method.max_rounds": (("method", "max_rounds"), 4, {}),
     "method.ablation.betas": (("method", "ablation", "betas"), [0.2], {}),

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import yaml
 
-from pasm.data.h5store import read_faces, read_table
+from pasm.data.h5store import read_faces, read_groups, read_table
+from pasm.evaluate.metrics import confusion_matrix
 from pasm.train.masking import patch_bounds
 from pasm.nn.models import file_sha256, load_model
 
@@ -176,6 +177,23 @@ def test_bad_config_is_rejected_before_any_job(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
+def test_predictions_match_the_metrics_exactly(tiny_run):
+    """predictions.h5 beside every metrics.json holds each evaluated face's logits, label and row: its
+    accuracy is metrics.json's, to the last bit, for every split of every round and cross target."""
+    faces = read_faces(tiny_run / "results/tiny/faces.h5", with_images=False)
+    for rnd in (0, 1, 2):
+        base = tiny_run / f"results/tiny/round{rnd}"
+        metrics = json.loads((base / "metrics.json").read_text())
+        groups, attrs = read_groups(base / "predictions.h5")
+        assert set(groups) == {f"splits/{s}" for s in metrics["splits"]} and attrs["round"] == rnd
+        for name, m in metrics["splits"].items():
+            g = groups[f"splits/{name}"]
+            assert g["logits"].shape == (m["n"], 7) and g["logits"].dtype == np.float32
+            assert (g["rows"] == faces.rows(name)).all() and (g["labels"] == faces.labels[g["rows"]]).all()
+            assert float(np.mean(g["logits"].argmax(1) == g["labels"])) == m["accuracy"]
+            assert np.array_equal(confusion_matrix(g["labels"], g["logits"].argmax(1), 7), m["confusion_matrix"])
+
+
 def test_ablations_side_by_side(tiny_run):
     run_snakemake(tiny_run, "--cores", "2", "results/tiny/ablation/table.md")
     base = tiny_run / "results/tiny/ablation"
@@ -194,6 +212,9 @@ def test_ablations_side_by_side(tiny_run):
         assert meta["beta"] == {"pasm_noteacher": 0.0, "cross_network": 0.0, "random_erasing": 0.0,
                                 "adv_erasing": 0.0, "beta_0.5": 0.5}.get(variant, 0.1)
         assert not list((base / variant).glob("*.train_state.pt"))  # removed once the model is written
+        groups, _ = read_groups(base / variant / "predictions.h5")
+        accuracy = json.loads((base / variant / "metrics.json").read_text())["splits"]["test"]["accuracy"]
+        assert float(np.mean(groups["splits/test"]["logits"].argmax(1) == groups["splits/test"]["labels"])) == accuracy
     _, masked_attrs = read_table(base / "mask_size_3/masked.h5")
     assert masked_attrs["mask_size"] == 3
     seeded, attrs = read_table(base / "pasm_seeded/points.h5")

@@ -108,3 +108,32 @@ def read_table(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]
     """Read every dataset of a flat HDF5 file written by write_table."""
     with h5py.File(path, "r") as f:
         return {k: f[k][()] for k in f.keys()}, _get_attrs(f)
+
+
+def write_groups(path: str | Path, groups: dict[str, dict[str, np.ndarray]],
+                 attrs: dict[str, Any] | None = None) -> None:
+    """Write several tables (e.g. one per evaluated split) as HDF5 groups of one file, atomically;
+    a group name may hold '/' ("splits/test")."""
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        for name, table in groups.items():
+            lengths = {k: len(v) for k, v in table.items()}
+            if len(set(lengths.values())) > 1:
+                raise ValueError(f"columns of group {name!r} differ in length: {lengths}")
+            g = f.create_group(name)
+            for key, value in table.items():
+                g.create_dataset(key, data=np.asarray(value))
+        _set_attrs(f, attrs or {})
+
+
+def read_groups(path: str | Path) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, Any]]:
+    """Every table of a file written by write_groups, by group name, and the file's attributes."""
+    groups: dict[str, dict[str, np.ndarray]] = {}
+
+    def visit(name: str, obj: Any) -> None:
+        if isinstance(obj, h5py.Dataset):
+            group, key = name.rsplit("/", 1)
+            groups.setdefault(group, {})[key] = obj[()]
+
+    with h5py.File(path, "r") as f:
+        f.visititems(visit)
+        return groups, _get_attrs(f)

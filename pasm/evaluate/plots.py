@@ -124,3 +124,25 @@ def density_grid(
     if title:
         fig.suptitle(title, fontsize=9)
     _save(fig, path)
+
+
+def comparison_plot(methods: Sequence[str], acc_mean: Sequence[float], acc_sd: Sequence[float],
+                    diff: Sequence[float], ci_low: Sequence[float], ci_high: Sequence[float], reference: str,
+                    path: str | Path, title: str = "") -> None:
+    """Two panels: accuracy (mean and standard deviation over seeds) per method, and each method's
+    paired difference against the reference with its 95% interval (a bar crossing 0: no difference)."""
+    y = np.arange(len(methods))[::-1]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 0.45 * len(methods) + 1.6), sharey=True)
+    left.barh(y, 100 * np.asarray(acc_mean), xerr=100 * np.asarray(acc_sd), color="#4c72b0", capsize=3)
+    lo = min(100 * (np.asarray(acc_mean) - np.asarray(acc_sd)))
+    left.set_xlim(max(0, lo - 5), min(100, max(100 * (np.asarray(acc_mean) + np.asarray(acc_sd))) + 2))
+    left.set_yticks(y, methods)
+    left.set_xlabel("accuracy % (mean +- sd over seeds)")
+    d = 100 * np.asarray(diff)
+    err = np.vstack([d - 100 * np.asarray(ci_low), 100 * np.asarray(ci_high) - d])
+    right.errorbar(d, y, xerr=err, fmt="o", color="#c44e52", capsize=3)
+    right.axvline(0, color="grey", lw=1)
+    right.set_xlabel(f"difference to {reference}, points (95% paired bootstrap interval)")
+    if title:
+        fig.suptitle(title)
+    _save(fig, path)

@@ -20,7 +20,7 @@ import torch
 
 from pasm.data.atomic import atomic_path
 from pasm.data.faces import build_faces, pixels_rgb
-from pasm.data.h5store import POINT_FIELDS, Faces, read_faces, read_table, write_faces, write_table
+from pasm.data.h5store import POINT_FIELDS, Faces, read_faces, read_table, write_faces, write_groups, write_table
 from pasm.data.labels import CLASSES
 from pasm.data.model_card import face_preparation
 from pasm.data.readers import read_dataset
@@ -339,11 +339,14 @@ def evaluation_subsets(faces: Faces, eval_splits: Sequence[str]) -> tuple[dict[s
 
 def evaluate(*, faces_path: str | Path, model_path: str | Path, out_json: str | Path, out_png: str | Path,
              dataset: str, rnd: int, val_split: str | None, eval_splits: Sequence[str], device: str = "cpu",
-             cross_paths: Sequence[str | Path] = (), out_rounds_png: str | Path | None = None,
-             out_rounds_html: str | Path | None = None, out_round_html: str | Path | None = None) -> dict[str, Any]:
+             cross_paths: Sequence[str | Path] = (), out_predictions: str | Path | None = None,
+             out_rounds_png: str | Path | None = None, out_rounds_html: str | Path | None = None,
+             out_round_html: str | Path | None = None) -> dict[str, Any]:
     """Metrics of one round's model on the validation split, every evaluation split and every named subset.
 
-    With the optional outputs it also draws accuracy per round over rounds 0..rnd (earlier rounds'
+    ``out_predictions`` (predictions.h5) gets every evaluated face's logits, label and faces.h5 row,
+    one group per split and subset ("splits/test", "subsets/occlusion"), so that methods can be
+    compared face by face. With the optional outputs it also draws accuracy per round over rounds 0..rnd (earlier rounds'
     metrics.json are read from the sibling round directories) and writes the HTML tables.
     """
     device = resolve_device(device)
@@ -355,8 +358,11 @@ def evaluate(*, faces_path: str | Path, model_path: str | Path, out_json: str | 
                               "model_sha256": file_sha256(model_path), "classes": list(CLASSES), "splits": {},
                               "subsets": {}, "subsets_not_evaluated": skipped}
     sets = [("splits", s, faces.rows(s)) for s in splits] + [("subsets", s, r) for s, r in subsets.items()]
+    predictions = {}
     for kind, set_name, rows in sets:
         logits = predict_logits(model, faces.images[rows], meta["mean"], meta["std"], device=device)
+        predictions[f"{kind}/{set_name}"] = {"rows": rows.astype(np.int64), "labels": faces.labels[rows],
+                                             "logits": logits.astype(np.float32)}
         m = classification_metrics(faces.labels[rows], logits.argmax(1), CLASSES)
         if kind == "subsets":
             m["within_splits"] = sorted(set(faces.splits[rows].tolist()))
@@ -372,6 +378,9 @@ def evaluate(*, faces_path: str | Path, model_path: str | Path, out_json: str | 
         cross = {Path(p).parent.name: json.loads(Path(p).read_text()) for p in cross_paths}
         earlier = [Path(out_json).parent.with_name(f"round{k}") for k in range(rnd)]
         write_round_report(rnd, result, cross, earlier, dataset, out_rounds_png, out_rounds_html, out_round_html)
+    if out_predictions is not None:
+        write_groups(out_predictions, predictions, {"dataset": dataset, "round": rnd, "classes": list(CLASSES),
+                                                    "model_sha256": result["model_sha256"], "sets": list(predictions)})
     with atomic_path(out_json) as tmp:
         tmp.write_text(json.dumps(result, indent=2))
     return result
@@ -385,7 +394,8 @@ def resize_images(images: np.ndarray, size: int) -> np.ndarray:
 
 
 def cross_evaluate(*, target_faces: str | Path, model_path: str | Path, out_json: str | Path, source: str,
-                   target: str, rnd: int, device: str = "cpu") -> dict[str, Any]:
+                   target: str, rnd: int, device: str = "cpu",
+                   out_predictions: str | Path | None = None) -> dict[str, Any]:
     """Test one round's model on every image of another data set, over the classes both share.
 
     Labels are already canonical in both data sets; predictions are restricted to the classes
@@ -413,6 +423,11 @@ def cross_evaluate(*, target_faces: str | Path, model_path: str | Path, out_json
         },
         "all": classification_metrics(faces.labels[rows], pred, CLASSES),
     }
+    if out_predictions is not None:
+        write_groups(out_predictions, {"all": {"rows": rows.astype(np.int64), "labels": faces.labels[rows],
+                                               "logits": logits.astype(np.float32), "predicted": pred.astype(np.int64)}},
+                     {"source": source, "target": target, "round": rnd, "classes": list(CLASSES),
+                      "shared_classes": present, "prediction": "argmax over the shared classes"})
     log.info("round %d on %s: accuracy %.4f over %d images, classes %s", rnd, target,
              result["all"]["accuracy"], len(rows), result["label_mapping"]["shared_classes"])
     with atomic_path(out_json) as tmp:

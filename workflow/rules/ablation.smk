@@ -6,7 +6,7 @@
 rule ablation_seeded_points:
     """Round-1 points from the seeded search (one job) instead of the full DE."""
     input:
-        faces="results/{ds}/faces.h5",
+        faces=faces_of,
         model="results/{ds}/round0/model.pt",
     output:
         "results/{ds}/ablation/pasm_seeded/points.h5",
@@ -25,7 +25,7 @@ rule ablation_seeded_points:
         search=seeded_search_settings,
         train_split=ds_key("train_split"),
         train_subset=ds_key("train_subset"),
-        seed=CFG["seed"],
+        seed=seed_of,
         device=CFG["device"],
     script:
         "../scripts/ablation_points.py"
@@ -34,7 +34,7 @@ rule ablation_seeded_points:
 rule ablation_masked:
     """Masked images of a variant with its own points (pasm_seeded) or its own mask size (mask_size_S)."""
     input:
-        faces="results/{ds}/faces.h5",
+        faces=faces_of,
         points=variant_points,
     output:
         masked="results/{ds}/ablation/{variant}/masked.h5",
@@ -54,7 +54,7 @@ rule ablation_masked:
 rule ablation_pretrain_cross:
     """Round 0 of the cross-network ablation's second backbone, on the clean images (Eq. 1)."""
     input:
-        faces="results/{ds}/faces.h5",
+        faces=faces_of,
     output:
         model="results/{ds}/ablation/cross_network/round0/model.pt",
         train_log="results/{ds}/ablation/cross_network/round0/train_log.csv",
@@ -71,7 +71,7 @@ rule ablation_pretrain_cross:
         train_split=ds_key("train_split"),
         train_subset=ds_key("train_subset"),
         val_split=ds_key("val_split"),
-        seed=CFG["seed"],
+        seed=seed_of,
         device=CFG["device"],
     script:
         "../scripts/pretrain.py"
@@ -81,7 +81,7 @@ rule ablation_train:
     """One variant, trained with the finetune budget from the round-0 model."""
     input:
         unpack(variant_inputs),
-        faces="results/{ds}/faces.h5",
+        faces=faces_of,
         round0="results/{ds}/round0/model.pt",
     output:
         model="results/{ds}/ablation/{variant}/model.pt",
@@ -102,7 +102,7 @@ rule ablation_train:
         train_split=ds_key("train_split"),
         train_subset=ds_key("train_subset"),
         val_split=ds_key("val_split"),
-        seed=CFG["seed"],
+        seed=seed_of,
         device=CFG["device"],
     script:
         "../scripts/ablation_train.py"
@@ -111,10 +111,11 @@ rule ablation_train:
 rule ablation_evaluate:
     """A variant's model on the validation and evaluation splits, like a round's."""
     input:
-        faces="results/{ds}/faces.h5",
+        faces=faces_of,
         model="results/{ds}/ablation/{variant}/model.pt",
     output:
         metrics="results/{ds}/ablation/{variant}/metrics.json",
+        predictions="results/{ds}/ablation/{variant}/predictions.h5",
         confusion="results/{ds}/ablation/{variant}/confusion.png",
     log:
         "results/{ds}/logs/ablation/{variant}_evaluate.log",

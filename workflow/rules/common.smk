@@ -39,8 +39,9 @@ scattergather:
     search=CFG["method"]["shards"],
 
 
+# {ds} is a data set, or one seed's replicate of it: "fer2013/seed1" (config key seeds).
 wildcard_constraints:
-    ds="[A-Za-z0-9_]+",
+    ds="[A-Za-z0-9_]+(/seed[0-9]+)?",
     r="[0-9]+",
     scatteritem="[0-9]+-of-[0-9]+",
     variant="[A-Za-z0-9_.]+",
@@ -49,8 +50,15 @@ wildcard_constraints:
 # --------------------------------------------------------------------------- config values
 
 
+def base_name(ds):
+    """The data set of a {ds} wildcard: "fer2013/seed1" -> "fer2013"."""
+    return ds.split("/", 1)[0]
+
+
 def dataset_cfg(name):
-    """The validated config block of data set `name`, with a clear error for unknown names."""
+    """The validated config block of data set `name` (or of a seed replicate of it), with a clear
+    error for unknown names."""
+    name = base_name(name)
     if name not in CFG["datasets"]:
         raise WorkflowError(
             f"data set {name!r} is not in the config's datasets (known: {sorted(CFG['datasets'])})"
@@ -71,6 +79,24 @@ def ds_key(*keys):
     return value
 
 
+def seed_of(wildcards):
+    """The seed of a run: N of ".../seedN", else the config's seed."""
+    replicate = re.fullmatch(r"[A-Za-z0-9_]+[/]seed([0-9]+)", wildcards.ds)
+    return int(replicate.group(1)) if replicate else CFG["seed"]
+
+
+def faces_of(wildcards):
+    """The faces of the data set, shared by all its seeds (their making uses no seed)."""
+    return f"results/{base_name(wildcards.ds)}/faces.h5"
+
+
+def run_dirs(name):
+    """Where the runs of data set `name` live below results/: one per seed of `seeds`, or one."""
+    if CFG["seeds"]:
+        return [f"{name}/seed{s}" for s in CFG["seeds"]]
+    return [name]
+
+
 def method_key(*keys):
     """The value at method.<keys...> (the same for every data set)."""
     node = CFG["method"]
@@ -86,7 +112,7 @@ def reader_options_of(wildcards):
 
 def mask_size_of(wildcards):
     """The mask side S of the data set (its own mask_size, else method.mask_size)."""
-    return effective_mask_size(CFG, wildcards.ds)
+    return effective_mask_size(CFG, base_name(wildcards.ds))
 
 
 def demo_settings(wildcards):
@@ -151,11 +177,12 @@ def all_targets():
     """Default target: metrics of rounds 0..method.rounds for every configured data set, or with
     rounds: auto, each data set's final.json (rounds added while validation accuracy improves).
     """
+    runs = [run for name in CFG["datasets"] for run in run_dirs(name)]
     if CFG["method"]["rounds"] == "auto":
-        return [f"results/{name}/final.json" for name in CFG["datasets"]]
+        return [f"results/{run}/final.json" for run in runs]
     return [
-        f"results/{name}/round{r}/metrics.json"
-        for name in CFG["datasets"]
+        f"results/{run}/round{r}/metrics.json"
+        for run in runs
         for r in range(CFG["method"]["rounds"] + 1)
     ]
 
@@ -274,3 +301,32 @@ def ablation_table_inputs(wildcards):
         if v.points == "seeded"
     ]
     return inputs
+
+
+# --------------------------------------------------------------------------- comparison over seeds
+
+
+def comparison_methods(wildcards):
+    """The methods of results/{ds}/comparison.*: rounds 0..method.rounds, then every ablation variant."""
+    rounds = CFG["method"]["rounds"]
+    if rounds == "auto":
+        raise WorkflowError(
+            "results/{ds}/comparison.* compares a fixed number of rounds: set method.rounds to a number"
+        )
+    return [f"round{r}" for r in range(rounds + 1)] + list(VARIANTS)
+
+
+def comparison_seeds(wildcards):
+    """The seeds compared: the config's seeds, or its one seed."""
+    return CFG["seeds"] or [CFG["seed"]]
+
+
+def comparison_inputs(wildcards):
+    """predictions.h5 of every method for every seed, method-major (read in that order)."""
+    paths = []
+    for method in comparison_methods(wildcards):
+        sub = method if method.startswith("round") else f"ablation/{method}"
+        paths += [
+            f"results/{run}/{sub}/predictions.h5" for run in run_dirs(wildcards.ds)
+        ]
+    return paths

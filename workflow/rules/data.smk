@@ -29,6 +29,8 @@ rule faces:
         "results/{ds}/logs/faces.log",
     benchmark:
         "results/{ds}/benchmarks/faces.tsv"
+    wildcard_constraints:
+        ds="[A-Za-z0-9_]+",  # shared by the data set's seeds
     conda:
         "../envs/pasm.yaml"
     threads: 1  # MTCNN's many small operations run fastest on one thread

@@ -6,13 +6,14 @@
 rule evaluate:
     """Accuracy, mean class accuracy, precision/recall/F1 and confusion matrices per split and subset."""
     input:
-        faces="results/{ds}/faces.h5",
+        faces=faces_of,
         model=round_model,
         earlier=previous_metrics,
         cross=cross_metrics,
         points_picture=round_point_density,
     output:
         metrics="results/{ds}/round{r}/metrics.json",
+        predictions="results/{ds}/round{r}/predictions.h5",
         confusion=report(
             "results/{ds}/round{r}/confusion.png",
             caption="../report/confusion.rst",
@@ -61,6 +62,7 @@ rule cross_evaluate:
         model=round_model,
     output:
         metrics="results/{ds}/round{r}/cross/{target}/metrics.json",
+        predictions="results/{ds}/round{r}/cross/{target}/predictions.h5",
     log:
         "results/{ds}/logs/round{r}/cross_{target}.log",
     wildcard_constraints:
@@ -110,7 +112,7 @@ rule final:
 rule point_density:
     """Where round r's mined points fall: smoothed density over the mean training face, per class."""
     input:
-        faces="results/{ds}/faces.h5",
+        faces=faces_of,
         points="results/{ds}/round{r}/points.h5",
     output:
         report(
@@ -128,3 +130,31 @@ rule point_density:
         "../envs/pasm.yaml"
     script:
         "../scripts/point_density.py"
+
+
+rule comparison:
+    """Every method of the run (rounds 0..R, ablation variants) over seeds, with paired statistics."""
+    input:
+        comparison_inputs,
+    output:
+        md=report("results/{ds}/comparison.md", category="Comparison over seeds"),
+        csv="results/{ds}/comparison.csv",
+        png=report(
+            "results/{ds}/comparison.png",
+            caption="../report/comparison.rst",
+            category="Comparison over seeds",
+        ),
+    log:
+        "results/{ds}/logs/comparison.log",
+    wildcard_constraints:
+        ds="[A-Za-z0-9_]+",
+    conda:
+        "../envs/pasm.yaml"
+    params:
+        methods=comparison_methods,
+        seeds=comparison_seeds,
+        references=["round0", "random_erasing"],
+        main_split=ds_key("eval_splits", 0),
+        n_boot=2000,
+    script:
+        "../scripts/comparison.py"

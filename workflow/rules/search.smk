@@ -4,7 +4,7 @@
 rule search_points:
     """One shard: one-pixel DE attack on a contiguous slice of the training set."""
     input:
-        faces="results/{ds}/faces.h5",
+        faces=faces_of,
         model=previous_model,
     output:
         "results/{ds}/round{r}/points/{scatteritem}.h5",
@@ -25,7 +25,7 @@ rule search_points:
         search=method_key("search"),
         train_split=ds_key("train_split"),
         train_subset=ds_key("train_subset"),
-        seed=CFG["seed"],
+        seed=seed_of,
         device=CFG["device"],
     script:
         "../scripts/search_points.py"
@@ -35,7 +35,7 @@ rule gather_points:
     """Concatenate the shards; fail unless every training image appears exactly once."""
     input:
         shards=gather.search("results/{{ds}}/round{{r}}/points/{scatteritem}.h5"),
-        faces="results/{ds}/faces.h5",
+        faces=faces_of,
     output:
         "results/{ds}/round{r}/points.h5",
     log:
@@ -45,7 +45,7 @@ rule gather_points:
     params:
         train_split=ds_key("train_split"),
         train_subset=ds_key("train_subset"),
-        seed=CFG["seed"],
+        seed=seed_of,
     script:
         "../scripts/gather_points.py"
 
@@ -53,7 +53,7 @@ rule gather_points:
 rule masked_samples:
     """Mask the S x S patch around each image's point with the point's RGB."""
     input:
-        faces="results/{ds}/faces.h5",
+        faces=faces_of,
         points="results/{ds}/round{r}/points.h5",
     output:
         masked="results/{ds}/round{r}/masked.h5",

@@ -4,7 +4,7 @@
 rule pretrain:
     """Round 0: train the backbone on the clean training images with cross-entropy."""
     input:
-        faces="results/{ds}/faces.h5",
+        faces=faces_of,
     output:
         model="results/{ds}/round0/model.pt",
         train_log="results/{ds}/round0/train_log.csv",
@@ -21,7 +21,7 @@ rule pretrain:
         train_split=ds_key("train_split"),
         train_subset=ds_key("train_subset"),
         val_split=ds_key("val_split"),
-        seed=CFG["seed"],
+        seed=seed_of,
         device=CFG["device"],
     script:
         "../scripts/pretrain.py"
@@ -30,7 +30,7 @@ rule pretrain:
 rule finetune:
     """Round r: the student (starting from round r-1's model) learns from the masked images."""
     input:
-        faces="results/{ds}/faces.h5",
+        faces=faces_of,
         masked="results/{ds}/round{r}/masked.h5",
         teacher=previous_model,
     output:
@@ -50,7 +50,7 @@ rule finetune:
         alpha=method_key("alpha"),
         beta=method_key("beta"),
         val_split=ds_key("val_split"),
-        seed=CFG["seed"],
+        seed=seed_of,
         device=CFG["device"],
     script:
         "../scripts/finetune.py"

@@ -1,0 +1,76 @@
+"""Replicates over seeds: a real 2-seed Snakemake run of the tiny demo builds results/{ds}/comparison.*,
+every seed in its own folder over one shared faces.h5, and changing one seed reruns only its jobs."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import re
+
+import pytest
+
+from conftest import run_snakemake, write_config
+from test_workflow import TINY, job_counts
+
+SEEDS = {
+    **copy.deepcopy(TINY),
+    "seeds": [1, 2],
+    "method": {**copy.deepcopy(TINY["method"]), "rounds": 1, "shards": 1,
+               "ablation": {"variants": ["random_erasing"], "mask_sizes": [], "betas": []}},
+}
+PER_SEED = {"pretrain": 1, "search_points": 1, "gather_points": 1, "masked_samples": 1, "point_density": 1,
+            "finetune": 1, "evaluate": 2, "ablation_train": 1, "ablation_evaluate": 1}
+
+
+@pytest.fixture(scope="module")
+def seeds_run(tmp_path_factory):
+    wd = tmp_path_factory.mktemp("seeds")
+    write_config(wd, SEEDS)
+    run_snakemake(wd, "--cores", "2", "results/tiny/comparison.md")
+    return wd
+
+
+def test_comparison_of_two_seeds(seeds_run):
+    base = seeds_run / "results/tiny"
+    assert sorted(p.name for p in base.iterdir() if p.name.startswith("seed")) == ["seed1", "seed2"]
+    assert not (base / "round0").exists()  # with seeds, every run lives in its seed's folder
+    rows = list(csv.DictReader((base / "comparison.csv").open()))
+    sets = ["splits/val", "splits/test", "splits/occlusion"]
+    assert [(r["set"], r["method"]) for r in rows] == [(s, m) for s in sets
+                                                      for m in ("round0", "round1", "random_erasing")]
+    for r in rows:
+        assert r["seeds"] == "2" and r["n"] in ("14", "21")
+        if r["method"] == "round0":  # a method against itself: no difference, p = 1
+            assert float(r["vs_round0_difference"]) == 0 and float(r["vs_round0_p"]) == 1
+            assert float(r["vs_round0_ci_low"]) == 0 == float(r["vs_round0_ci_high"])
+        assert float(r["vs_round0_ci_low"]) <= float(r["vs_round0_difference"]) <= float(r["vs_round0_ci_high"])
+    md = (base / "comparison.md").read_text()
+    assert "seeds [1, 2]" in md and "| random_erasing |" in md and "## splits/test (n=21, 2 seeds)" in md
+    assert (base / "comparison.png").stat().st_size > 5000
+
+
+def test_the_seeds_differ_and_share_their_faces(seeds_run):
+    from pasm.nn.models import load_model
+
+    base = seeds_run / "results/tiny"
+    (a, ma), (b, mb) = (load_model(base / f"seed{s}/round0/model.pt") for s in (1, 2))
+    assert ma["params"]["seed"] == 1 and mb["params"]["seed"] == 2
+    assert any((a.state_dict()[k] != b.state_dict()[k]).any() for k in a.state_dict() if k.endswith("weight"))
+    assert not list(base.glob("seed*/faces.h5")) and (base / "faces.h5").exists()
+
+
+def test_changing_one_seed_reruns_only_that_seeds_jobs(seeds_run):
+    changed = {**SEEDS, "seeds": [1, 3]}
+    write_config(seeds_run, changed)
+    try:
+        proc = run_snakemake(seeds_run, "-n", "--cores", "2", "results/tiny/comparison.md")
+    finally:
+        write_config(seeds_run, SEEDS)
+    out = proc.stdout + proc.stderr
+    assert job_counts(out) == {**PER_SEED, "comparison": 1}
+    outputs = re.findall(r"^\s+output: (.*)$", out, re.M)
+    for line in outputs:
+        for path in line.split(", "):
+            assert path.startswith(("results/tiny/seed3/", "results/tiny/comparison.")), path
+    proc = run_snakemake(seeds_run, "-n", "--cores", "2", "results/tiny/comparison.md")
+    assert "Nothing to be done" in proc.stdout + proc.stderr
