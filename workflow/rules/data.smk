@@ -37,6 +37,7 @@ rule faces:
         root=ds_key("root"),
         options=reader_options_of,
         image_size=ds_key("image_size"),
+        resize=ds_key("resize"),
         align=ds_key("align"),
         device=CFG["device"],
     script:
