@@ -32,6 +32,8 @@ rule faces:
     conda:
         "../envs/pasm.yaml"
     threads: 1  # MTCNN's many small operations run fastest on one thread
+    resources:
+        attempt=attempt_number,  # a retry of a job that failed on bad data stops at once
     params:
         fmt=ds_key("format"),
         root=ds_key("root"),
