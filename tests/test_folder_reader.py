@@ -93,7 +93,9 @@ def test_non_square_images_keep_their_aspect_ratio(tmp_path, caplog, resize):
     else:
         assert (image[:6] == 0).all() and (image[-6:] == 0).all() and (image[20, 0] == 100).all()  # black bars
     assert faces.attrs["resize"] == resize and faces.attrs["non_square"] == 1
-    assert "1 non-square images" in caplog.text and "wide.png (600x400)" in caplog.text
+    verb = "centre-cropped" if resize == "crop" else "padded"
+    assert f"1 non-square image(s) {verb} to 40 x 40 (resize: {resize}; first: " in caplog.text
+    assert "wide.png (600x400)" in caplog.text
 
 
 def test_square_images_are_resized_as_before(tmp_path):
@@ -118,6 +120,6 @@ def test_strong_enlargements_and_unread_files_are_counted(tmp_path, caplog):
         faces = build_faces(read_folder_dataset(tmp_path), 32, {})
     assert len(faces.images) == 2
     assert faces.attrs["upscaled_over_limit"] == 1 and faces.attrs["upscale_limit"] == 4.0
-    assert "1 images enlarged more than 4x to 32 px (most: 6.4x" in caplog.text and "tiny.png (5x5)" in caplog.text
+    assert "1 image(s) enlarged more than 4x to 32 px (most: 6.4x" in caplog.text and "tiny.png (5x5)" in caplog.text
     assert faces.attrs["ignored_by_extension"] == {"(folder)": 1, "(none)": 1, ".heic": 2, ".txt": 1}
     assert "5 files or folders not read" in caplog.text

@@ -90,11 +90,11 @@ class ResizeNotes:
         """Warn about non-square and strongly enlarged images (counts, and the first or worst one)."""
         if self.non_square:
             verb = "centre-cropped" if self.resize == "crop" else "padded"
-            log.warning("%d non-square images %s to %d x %d (resize: %s; first: %s)",
+            log.warning("%d non-square image(s) %s to %d x %d (resize: %s; first: %s)",
                         len(self.non_square), verb, self.size, self.size, self.resize, self.non_square[0])
         if self.upscaled:
             worst = max(self.upscaled, key=lambda item: item[1])
-            log.warning("%d images enlarged more than %gx to %d px (most: %.1fx, %s)",
+            log.warning("%d image(s) enlarged more than %gx to %d px (most: %.1fx, %s)",
                         len(self.upscaled), UPSCALE_LIMIT, self.size, worst[1], worst[0])
 
     def attrs(self) -> dict:
