@@ -91,7 +91,8 @@ def test_missing_data_roots_are_named_with_their_key(tmp_path, monkeypatch):
         validate_config(cfg, check_paths=True)
     lines = str(err.value).splitlines()[1:]
     assert lines == [
-        f"  datasets.gone.root: data/fer2013.csv.gz does not exist (paths are relative to {tmp_path}, where snakemake runs)",
+        f"  datasets.gone.root: data/fer2013.csv.gz does not exist "
+        f"(paths are relative to {tmp_path}, where snakemake runs)",
         f"  datasets.raf.rafdb.occlusion_list: neither lists/occlusion.txt nor raf/lists/occlusion.txt exists "
         f"(paths are relative to {tmp_path}, where snakemake runs)",
     ]

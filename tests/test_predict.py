@@ -195,7 +195,8 @@ def _bad_model_files(folder: Path, good: Path) -> dict[str, tuple[Path, str]]:
     files["truncated"] = truncated, "a damaged or truncated zip archive"
     weights = folder / "resnet18.pth"
     torch.save({"conv1.weight": torch.zeros(2), "fc.bias": torch.zeros(7)}, weights)
-    files["bare state_dict"] = weights, "without pasm's format, meta and state_dict keys, e.g. ImageNet weights or a bare state_dict; it holds conv1.weight, fc.bias"
+    files["bare state_dict"] = weights, ("without pasm's format, meta and state_dict keys, e.g. ImageNet weights "
+                                         "or a bare state_dict; it holds conv1.weight, fc.bias")
     objects = folder / "objects.pt"
     torch.save(argparse.Namespace(model=1), objects)  # loading it would need weights_only=False: code execution
     files["pickled object"] = objects, "objects other than tensors and plain values; not loaded"

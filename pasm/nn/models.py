@@ -192,7 +192,8 @@ def _load_weights_only(path: Path) -> tuple[Any, str | None]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True), None
     except pickle.UnpicklingError:  # not repeated: torch's message advises weights_only=False, i.e. running its code
-        return None, "a PyTorch file holding objects other than tensors and plain values; not loaded, as that could run code"
+        return None, ("a PyTorch file holding objects other than tensors and plain values; "
+                      "not loaded, as that could run code")
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return None, f"a damaged PyTorch file: {first}"
@@ -229,8 +230,8 @@ def read_model_file(path: str | Path) -> dict[str, Any]:
     meta = blob["meta"] if isinstance(blob["meta"], dict) else {}
     missing = [key for key in REQUIRED_META if key not in meta]
     if missing:
-        raise NotAModelFile(f"{path} is not a complete pasm model file (its meta lacks {', '.join(map(repr, missing))}; "
-                            f"every model file holds {', '.join(REQUIRED_META)})")
+        raise NotAModelFile(f"{path} is not a complete pasm model file (its meta lacks "
+                            f"{', '.join(map(repr, missing))}; every model file holds {', '.join(REQUIRED_META)})")
     return blob
 
 

@@ -40,14 +40,14 @@ FIRST_DATA_LINE = 2  # line 1 is the header
 
 
 def _parser_message(path: Path, exc: pd.errors.ParserError) -> str:
-    """pandas' parser error as "file:line: cannot parse ..." (pandas' own line numbers count from 1, header included)."""
+    """pandas' parser error as "file:line: cannot parse ..." (pandas counts lines from 1, the header included)."""
     text = str(exc).strip().replace("Error tokenizing data. C error: ", "")
     line = re.search(r"\bin line (\d+)", text)
     return f"{path}:{line.group(1)}: cannot parse the CSV: {text}" if line else f"{path}: cannot parse the CSV: {text}"
 
 
 def _csv_table(path: Path) -> pd.DataFrame:
-    """pandas' parse of the file, its failures (empty, truncated or mislabelled .gz, bad rows) as ValueErrors naming it."""
+    """pandas' parse of the file; its failures (empty, truncated or mislabelled .gz, bad rows) as ValueErrors naming it."""
     try:
         return pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=False)
     except pd.errors.EmptyDataError:
