@@ -21,6 +21,7 @@ from pasm.data.align import (
     upsample_factor,
     warp,
 )
+from png16 import as_16bit, source_8bit, write_png16
 
 FACES = Path(__file__).resolve().parents[2] / "shared" / "images" / "faces"
 PHOTOS = ("angry.jpg", "sad_hand_over_mouth.jpg")
@@ -224,6 +225,25 @@ def test_load_image_names_the_path_of_an_undecodable_file(tmp_path, photos):
     truncated.write_bytes((FACES / "angry.jpg").read_bytes()[:5000])
     with pytest.raises(ValueError, match="truncated.jpg"):
         load_image(truncated)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_load_image_scales_16_bit_pngs_to_8_bits(tmp_path, channels):
+    shape = (30, 40) if channels == 1 else (30, 40, 3)
+    source = source_8bit(shape)
+    path = write_png16(tmp_path / f"sixteen-{channels}.png", as_16bit(source))
+    image = load_image(path)
+    expected = np.repeat(source[..., None], 3, axis=2) if channels == 1 else source
+    assert image.dtype == np.uint8 and image.shape == (30, 40, 3)
+    assert abs(image.mean() - source.mean()) < 1  # unscaled, 16-bit grey came out nearly white (mean ~250)
+    assert (image == expected).all()  # value >> 8 is exact for v * 257
+
+
+def test_load_image_refuses_32_bit_pixels_naming_the_file(tmp_path):
+    path = tmp_path / "thirty-two.tif"
+    Image.fromarray(np.full((8, 8), 70000, dtype=np.int32), "I").save(path)
+    with pytest.raises(ValueError, match=r"thirty-two.tif: 32-bit integer pixels"):
+        load_image(path)
 
 
 def test_load_image_applies_exif_orientation(tmp_path):

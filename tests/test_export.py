@@ -69,3 +69,15 @@ def test_graph_signature_and_card(exported):
     assert meta["classes"] == list(CLASSES) and meta["image_size"] == SIZE
     assert meta["alignment"]["grey"] is True and meta["alignment"]["settings"]["template"] == "fer2013"
     assert not list(onnx_path.parent.glob("*.data"))  # weights inside the one file
+
+
+def test_a_file_that_is_not_a_model_is_named(tmp_path, capsys):
+    from pasm.data.h5store import Faces, write_faces
+
+    faces = tmp_path / "faces.h5"
+    write_faces(faces, Faces(images=np.zeros((1, 4, 4, 3), np.uint8), labels=np.zeros(1, np.int64),
+                             splits=np.array(["train"]), sources=np.array(["a.png"]), status=np.array(["pre-aligned"])))
+    assert cli.main(["export", "--onnx", str(tmp_path / "m.onnx"), "--model", str(faces)]) == 1
+    err = capsys.readouterr().err
+    assert err == f"pasm export: {faces} is not a pasm model file (an HDF5 file, e.g. a faces.h5 or points.h5)\n"
+    assert not (tmp_path / "m.onnx").exists()

@@ -1,9 +1,13 @@
 """HDF5 artifacts round-trip, and a failed write leaves nothing under the final name."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
-from pasm.data.atomic import atomic_path
+from pasm.data.atomic import atomic_path, pid_alive, stale_temporaries
 from pasm.data.h5store import Faces, read_faces, read_table, write_faces, write_table
 
 
@@ -42,14 +46,50 @@ def test_failed_write_leaves_no_file(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def _dead_pid() -> int:
+    """The pid of a process that has exited and been reaped."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
 def test_leftover_of_a_killed_writer_is_removed_by_the_next_one(tmp_path):
     target = tmp_path / "out.h5"
-    (tmp_path / ".out.h5.12345.tmp").write_bytes(b"half")  # a SIGKILLed writer's temporary file
-    (tmp_path / ".other.h5.12345.tmp").write_bytes(b"someone else's")
+    dead = _dead_pid()
+    (tmp_path / f".out.h5.{dead}.tmp").write_bytes(b"half")  # a SIGKILLed writer's temporary file
+    (tmp_path / f".other.h5.{dead}.tmp").write_bytes(b"someone else's")
     with atomic_path(target) as tmp:
         tmp.write_bytes(b"whole")
     assert target.read_bytes() == b"whole"
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.h5.12345.tmp", "out.h5"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f".other.h5.{dead}.tmp", "out.h5"]
+
+
+def test_a_live_writers_temporary_is_left_alone(tmp_path):
+    target = tmp_path / "out.h5"
+    writer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # another run, still writing
+    try:
+        live = tmp_path / f".out.h5.{writer.pid}.tmp"
+        live.write_bytes(b"being written")
+        dead = tmp_path / f".out.h5.{_dead_pid()}.tmp"
+        dead.write_bytes(b"half")
+        assert stale_temporaries(target) == [dead]
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"whole")
+        assert live.read_bytes() == b"being written" and not dead.exists()
+    finally:
+        writer.kill()
+        writer.wait()
+    assert stale_temporaries(target) == [live]  # its writer is gone now
+
+
+def test_pid_alive_for_other_users_processes(monkeypatch):
+    assert pid_alive(os.getpid()) and not pid_alive(0) and not pid_alive(_dead_pid())
+
+    def not_permitted(pid, sig):
+        raise PermissionError(1, "Operation not permitted")  # what a non-root user gets for another's process
+
+    monkeypatch.setattr(os, "kill", not_permitted)
+    assert pid_alive(1)
 
 
 def test_table_round_trip_and_length_check(tmp_path):

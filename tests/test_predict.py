@@ -166,3 +166,56 @@ def test_find_images_recurses_and_filters(tmp_path):
     found = find_images([tmp_path / "a", named, tmp_path / "a" / "one.JPEG"])
     assert [str(i.path.relative_to(tmp_path)) for i in found] == [
         "a/b/three.Bmp", "a/b/two.webp", "a/one.JPEG", "a/skip.gif"]
+
+
+# --- files given as --model that are not pasm model files -----------------------------------------
+
+
+def _bad_model_files(folder: Path, good: Path) -> dict[str, tuple[Path, str]]:
+    """Files often given as --model by mistake, each with the words its one-line message must hold."""
+    import argparse
+
+    import torch
+
+    from pasm.data.h5store import Faces, write_faces
+
+    files = {}
+    random_bytes = folder / "random.pt"
+    random_bytes.write_bytes(np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes())
+    files["random bytes"] = random_bytes, "unknown content starting with the bytes"
+    faces = folder / "faces.h5"
+    write_faces(faces, Faces(images=np.zeros((1, 4, 4, 3), np.uint8), labels=np.zeros(1, np.int64),
+                             splits=np.array(["train"]), sources=np.array(["a.png"]), status=np.array(["pre-aligned"])))
+    files["faces.h5"] = faces, "an HDF5 file"
+    empty = folder / "empty.pt"
+    empty.write_bytes(b"")
+    files["empty"] = empty, "an empty file"
+    truncated = folder / "truncated.pt"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    files["truncated"] = truncated, "a damaged or truncated zip archive"
+    weights = folder / "resnet18.pth"
+    torch.save({"conv1.weight": torch.zeros(2), "fc.bias": torch.zeros(7)}, weights)
+    files["bare state_dict"] = weights, ("without pasm's format, meta and state_dict keys, e.g. ImageNet weights "
+                                         "or a bare state_dict; it holds conv1.weight, fc.bias")
+    objects = folder / "objects.pt"
+    torch.save(argparse.Namespace(model=1), objects)  # loading it would need weights_only=False: code execution
+    files["pickled object"] = objects, "objects other than tensors and plain values; not loaded"
+    blob = torch.load(good, weights_only=True)
+    del blob["meta"]["classes"]
+    no_classes = folder / "no-classes.pt"
+    torch.save(blob, no_classes)
+    files["meta without classes"] = no_classes, "is not a complete pasm model file (its meta lacks 'classes'"
+    return files
+
+
+@pytest.mark.parametrize("case", ["random bytes", "faces.h5", "empty", "truncated", "bare state_dict",
+                                  "pickled object", "meta without classes"])
+def test_a_file_that_is_not_a_model_gets_one_line_naming_it(colour_model, tmp_path, capsys, case):
+    path, what = _bad_model_files(tmp_path, colour_model)[case]
+    image = tmp_path / "face.png"
+    Image.new("RGB", (8, 8)).save(image)
+    code = cli.main(["predict", str(image), "--model", str(path), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.startswith(f"pasm predict: {path} ") and what in err, err
+    assert len(err.strip().splitlines()) == 1 and "weights_only" not in err and "Traceback" not in err

@@ -273,6 +273,41 @@ def test_fer2013_bad_labels_and_header_are_errors(tmp_path, header, row, message
         read_fer2013(tmp_path / "f.csv")
 
 
+def _broken_csv(tmp_path: Path, case: str) -> Path:
+    """A FER2013 csv or csv.gz broken in one of the ways a copy or download goes wrong."""
+    whole = _write_csv(tmp_path / "whole.csv.gz", _fer_rows(("Training",) * 40)).read_bytes()
+    files = {
+        "empty csv": ("fer2013.csv", b""),
+        "empty csv.gz": ("fer2013.csv.gz", gzip.compress(b"")),
+        "zero-byte csv.gz": ("fer2013.csv.gz", b""),
+        "truncated csv.gz": ("fer2013.csv.gz", whole[: len(whole) // 2]),
+        "plain text named .gz": ("fer2013.csv.gz", b"emotion,pixels,Usage\n0,1 2,Training\n"),
+        "extra fields": ("fer2013.csv", b"emotion,pixels,Usage\n0,1 2,Training\n\n0,1 2,Training,x\n"),
+    }
+    name, data = files[case]
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("empty csv", r"fer2013.csv: empty file; expected the header emotion,pixels,Usage"),
+        ("empty csv.gz", r"fer2013.csv.gz: empty file"),
+        ("zero-byte csv.gz", r"fer2013.csv.gz: empty file"),
+        ("truncated csv.gz", r"fer2013.csv.gz: truncated or damaged compressed file"),
+        ("plain text named .gz", r"fer2013.csv.gz: not a gzip file although its name ends in .gz"),
+        ("extra fields", r"fer2013.csv:4: cannot parse the CSV: Expected 3 fields in line 4, saw 4"),
+    ],
+)
+def test_fer2013_empty_truncated_or_unparsable_files_are_named(tmp_path, case, message):
+    path = _broken_csv(tmp_path, case)
+    with pytest.raises(ValueError, match=message) as err:
+        read_fer2013(path)
+    assert str(err.value).startswith(str(path))
+
+
 def test_fer2013_image_folder_copy(tmp_path):
     _img(tmp_path / "train" / "happy" / "Training_1.jpg", size=(48, 48))
     _img(tmp_path / "train" / "angry" / "Training_2.jpg", size=(48, 48))

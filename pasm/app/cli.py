@@ -47,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
 def _predict(args: argparse.Namespace) -> int:
     """Run `pasm predict`; 0 when every input was read, 2 when some were not, 1 when nothing could run."""
     from pasm.app.predict import Predictor, find_images, predict_files
+    from pasm.nn.models import NotAModelFile
 
     inputs = find_images(args.paths)
     if not inputs:
@@ -54,6 +55,9 @@ def _predict(args: argparse.Namespace) -> int:
         return 1
     try:
         predictor = Predictor(args.model, args.device, args.batch_size, args.detect_batch_size, args.min_face_prob)
+    except (NotAModelFile, FileNotFoundError) as exc:  # the message names the file and what it is
+        print(f"pasm predict: {exc}", file=sys.stderr)
+        return 1
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         print(f"pasm predict: cannot use model {args.model}: {exc}", file=sys.stderr)
         return 1

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -132,10 +134,17 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+REQUIRED_META = ("arch", "width", "classes", "image_size", "mean", "std")
+"""What every model file's meta holds: the network to build and how to feed it."""
+
+
+class NotAModelFile(ValueError):
+    """A file given as a model is not a (complete) pasm model file; the message names it and says what it is."""
+
+
 def save_model(path: str | Path, model: nn.Module, meta: dict[str, Any]) -> None:
     """Write weights plus everything prediction needs (arch, classes, size, normalisation) atomically."""
-    required = {"arch", "width", "classes", "image_size", "mean", "std"}
-    missing = required - set(meta)
+    missing = set(REQUIRED_META) - set(meta)
     if missing:
         raise ValueError(f"model metadata lacks {sorted(missing)}")
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
@@ -143,12 +152,100 @@ def save_model(path: str | Path, model: nn.Module, meta: dict[str, Any]) -> None
         torch.save({"format": MODEL_FORMAT, "meta": meta, "state_dict": state}, tmp)
 
 
+SIGNATURES = (
+    (b"\x89HDF\r\n\x1a\n", "an HDF5 file, e.g. a faces.h5 or points.h5"),
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"PK\x03\x04", "a damaged or truncated zip archive"),  # a zip that zipfile cannot open
+    ((b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05"), "a pickle, e.g. a PyTorch file of before version 1.6"),
+)
+"""Leading bytes of the files most often given by mistake, and what to call them."""
+
+
+def _not_zip(path: Path) -> str:
+    """What a file that is not a zip archive (every torch.save since PyTorch 1.6) is, from its first bytes."""
+    with open(path, "rb") as fh:
+        head = fh.read(16)
+    if not head:
+        return "an empty file"
+    for signature, what in SIGNATURES:
+        if head.startswith(signature):
+            return what
+    try:
+        return f"a text file starting {head.decode('utf-8')[:12]!r}"
+    except UnicodeDecodeError:
+        return f"unknown content starting with the bytes {head[:8].hex(' ')}; not a PyTorch file"
+
+
+def _torch_archive(path: Path) -> str | None:
+    """None for a PyTorch zip archive (it holds <name>/data.pkl), else what the file is."""
+    if not zipfile.is_zipfile(path):
+        return _not_zip(path)
+    with zipfile.ZipFile(path) as archive:
+        if not any(name == "data.pkl" or name.endswith("/data.pkl") for name in archive.namelist()):
+            return "a zip archive that is not a PyTorch file"
+    return None
+
+
+def _load_weights_only(path: Path) -> tuple[Any, str | None]:
+    """torch.load without running code: (contents, None), or (None, what the file is) when it fails."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True), None
+    except pickle.UnpicklingError:  # not repeated: torch's message advises weights_only=False, i.e. running its code
+        return None, ("a PyTorch file holding objects other than tensors and plain values; "
+                      "not loaded, as that could run code")
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return None, f"a damaged PyTorch file: {first}"
+
+
+def _layout_problem(blob: Any) -> str | None:
+    """None when loaded contents have pasm's layout {"format", "meta", "state_dict"}, else what they are."""
+    if not isinstance(blob, dict):
+        return f"a PyTorch file holding a {type(blob).__name__}, not pasm's format/meta/state_dict dict"
+    if not {"format", "meta", "state_dict"} <= set(blob):
+        keys = sorted(map(str, blob))
+        shown = ", ".join(keys[:4]) + (", ..." if len(keys) > 4 else "")
+        return (f"a PyTorch file without pasm's format, meta and state_dict keys, e.g. ImageNet weights or a "
+                f"bare state_dict; it holds {shown or 'nothing'}")
+    if blob["format"] != MODEL_FORMAT:
+        return f"pasm model format {blob['format']!r}, this pasm reads format {MODEL_FORMAT}"
+    return None
+
+
+def read_model_file(path: str | Path) -> dict[str, Any]:
+    """The checked contents {"format", "meta", "state_dict"} of a pasm model file, loaded without
+    running code; NotAModelFile naming the file and what it is (or which meta keys it lacks) otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such model file")
+    what = _torch_archive(path)
+    blob = None
+    if what is None:
+        blob, what = _load_weights_only(path)
+    if what is None:
+        what = _layout_problem(blob)
+    if what is not None:
+        raise NotAModelFile(f"{path} is not a pasm model file ({what})")
+    meta = blob["meta"] if isinstance(blob["meta"], dict) else {}
+    missing = [key for key in REQUIRED_META if key not in meta]
+    if missing:
+        raise NotAModelFile(f"{path} is not a complete pasm model file (its meta lacks "
+                            f"{', '.join(map(repr, missing))}; every model file holds {', '.join(REQUIRED_META)})")
+    return blob
+
+
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Load a model file written by save_model; returns the network in eval mode and its metadata."""
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(blob, dict) or blob.get("format") != MODEL_FORMAT:
-        raise ValueError(f"{path}: not a pasm model file (format {MODEL_FORMAT})")
+    """Load a model file written by save_model; returns the network in eval mode and its metadata.
+
+    Checked first (`read_model_file`): anything else raises NotAModelFile, one line naming the file.
+    """
+    blob = read_model_file(path)
     meta = blob["meta"]
-    model = build_model(meta["arch"], len(meta["classes"]), meta["width"])
-    model.load_state_dict(blob["state_dict"])
+    try:
+        model = build_model(meta["arch"], len(meta["classes"]), meta["width"])
+        model.load_state_dict(blob["state_dict"])
+    except (RuntimeError, ValueError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise NotAModelFile(f"{path} is not a pasm model file (its weights do not fit its meta: {first})") from None
     return model.to(device).eval(), meta

@@ -111,22 +111,43 @@ def _semantic_errors(cfg: dict[str, Any]) -> list[str]:
     return errors
 
 
+def _root_errors(cfg: dict[str, Any]) -> list[str]:
+    """Data roots and RAF-DB list files that do not exist, relative to the working directory (the
+    directory Snakemake runs in): the run would otherwise stop later, or reuse faces built before.
+    The demo's root is exempt: the workflow generates it."""
+    errors = []
+    where = f"(paths are relative to {Path.cwd()}, where snakemake runs)"
+    for name, ds in cfg["datasets"].items():
+        root = Path(ds["root"])
+        if ds["format"] != "demo" and not root.exists():
+            errors.append(f"datasets.{name}.root: {ds['root']} does not exist {where}")
+        if ds["format"] != "rafdb":
+            continue
+        for key in ("occlusion_list", "pose30_list", "pose45_list"):
+            given = ds["rafdb"][key]
+            if given and not Path(given).exists() and not (root / given).exists():
+                errors.append(f"datasets.{name}.rafdb.{key}: neither {given} nor {root / given} exists {where}")
+    return errors
+
+
 def effective_mask_size(cfg: dict[str, Any], name: str) -> int:
     """The mask side S for data set `name`: its own mask_size, else method.mask_size."""
     return cfg["datasets"][name]["mask_size"] or cfg["method"]["mask_size"]
 
 
-def validate_config(config: dict[str, Any], source: str = "config") -> dict[str, Any]:
+def validate_config(config: dict[str, Any], source: str = "config", check_paths: bool = False) -> dict[str, Any]:
     """Validate a config mapping and return a copy with every default filled in.
 
-    Raises ConfigError listing every problem, each prefixed by its dotted key path.
+    check_paths: also require every data root (and RAF-DB list file) to exist, relative to the
+    current directory; the workflow does so, before any job. Raises ConfigError listing every
+    problem, each prefixed by its dotted key path.
     """
     cfg = copy.deepcopy(dict(config))
     validator = _default_filling_validator()(load_schema())
     errors = sorted(validator.iter_errors(cfg), key=lambda e: [str(p) for p in e.absolute_path])
     lines = [f"{_key_path(e)}: {e.message}" for e in errors]
     if not lines:
-        lines = _semantic_errors(cfg)
+        lines = _semantic_errors(cfg) + (_root_errors(cfg) if check_paths else [])
     if lines:
         raise ConfigError(f"invalid {source}:\n  " + "\n  ".join(lines))
     return cfg

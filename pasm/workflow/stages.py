@@ -49,7 +49,7 @@ def make_demo(*, root: str | Path, seed: int, per_class: dict[str, int], label_n
 
 
 def make_faces(*, dataset: str, fmt: str, root: str, options: dict[str, Any], image_size: int,
-               align: dict[str, Any], out_path: str | Path, device: str = "cpu") -> Faces:
+               align: dict[str, Any], out_path: str | Path, device: str = "cpu", resize: str = "crop") -> Faces:
     """Read a data set with its reader, align or resize every face, and write faces.h5 with the
     record of how its faces were made (the stages that use a split check that it exists)."""
     output = read_dataset(fmt, root, options)
@@ -57,7 +57,7 @@ def make_faces(*, dataset: str, fmt: str, root: str, options: dict[str, Any], im
                                     **({fmt: options} if fmt in ("rafdb", "ckplus") else {})})
     faces = build_faces(
         output, image_size, attrs={"dataset": dataset, "format": fmt, "root": root, "preparation": preparation},
-        align=align, device=resolve_device(device),
+        align=align, device=resolve_device(device), resize=resize,
     )
     write_faces(out_path, faces)
     return faces

@@ -17,7 +17,9 @@ from pasm.workflow.config import (
 
 try:
     CFG = validate_config(
-        config, source="workflow config (config/config.yaml, --configfile, --config)"
+        config,
+        source="workflow config (config/config.yaml, --configfile, --config)",
+        check_paths=True,
     )
 except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
@@ -113,6 +115,11 @@ def reader_options_of(wildcards):
 def mask_size_of(wildcards):
     """The mask side S of the data set (its own mask_size, else method.mask_size)."""
     return effective_mask_size(CFG, base_name(wildcards.ds))
+
+
+def attempt_number(wildcards, attempt):
+    """The job's attempt (1, then 2, ... on retries), as a resource: pasm.workflow.jobs reads it."""
+    return attempt
 
 
 def demo_settings(wildcards):

@@ -34,11 +34,14 @@ rule faces:
     conda:
         "../envs/pasm.yaml"
     threads: 1  # MTCNN's many small operations run fastest on one thread
+    resources:
+        attempt=attempt_number,  # a retry of a job that failed on bad data stops at once
     params:
         fmt=ds_key("format"),
         root=ds_key("root"),
         options=reader_options_of,
         image_size=ds_key("image_size"),
+        resize=ds_key("resize"),
         align=ds_key("align"),
         device=CFG["device"],
     script:

@@ -7,6 +7,8 @@ Folder copy: root/<train|test>/<angry|disgust|...|neutral>/*.jpg -> splits "trai
 (other split folders are read under their own names). All faces are already aligned.
 
 Bad input: missing file or folder (or a folder with neither train/ nor test/) -> FileNotFoundError;
+an empty file, a truncated or damaged .gz, a .gz name on a plain file, a row with more fields than
+the header or text that is not UTF-8 -> ValueError naming the file (and the line where pandas gives one);
 a missing column -> ValueError naming the file and the expected header; an emotion that is not an
 integer or a Usage that is empty -> ValueError "file:line: cannot parse ..."; an emotion outside
 0-6 or an unknown Usage -> ValueError naming file:line and the value; a row whose pixel count is
@@ -15,7 +17,10 @@ not 2,304 or with values outside 0-255 -> counted skip "file:line: reason". Blan
 
 from __future__ import annotations
 
+import gzip
 import logging
+import re
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -34,9 +39,32 @@ NUM_PIXELS = SIDE * SIDE
 FIRST_DATA_LINE = 2  # line 1 is the header
 
 
+def _parser_message(path: Path, exc: pd.errors.ParserError) -> str:
+    """pandas' parser error as "file:line: cannot parse ..." (pandas counts lines from 1, the header included)."""
+    text = str(exc).strip().replace("Error tokenizing data. C error: ", "")
+    line = re.search(r"\bin line (\d+)", text)
+    return f"{path}:{line.group(1)}: cannot parse the CSV: {text}" if line else f"{path}: cannot parse the CSV: {text}"
+
+
+def _csv_table(path: Path) -> pd.DataFrame:
+    """pandas' parse of the file; its failures (empty, truncated or mislabelled .gz, bad rows) as ValueErrors naming it."""
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=False)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path}: empty file; expected the header {','.join(COLUMNS)} and data rows") from None
+    except (EOFError, zlib.error) as exc:
+        raise ValueError(f"{path}: truncated or damaged compressed file ({exc}); copy or download it again") from None
+    except gzip.BadGzipFile as exc:
+        raise ValueError(f"{path}: not a gzip file although its name ends in .gz ({exc})") from None
+    except pd.errors.ParserError as exc:
+        raise ValueError(_parser_message(path, exc)) from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: cannot parse: not UTF-8 text (is this the FER2013 CSV?)") from None
+
+
 def _read_table(path: Path) -> pd.DataFrame:
     """All columns as strings, blank lines kept as empty rows so row i is line i + 2."""
-    table = pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=False)
+    table = _csv_table(path)
     missing = [c for c in COLUMNS if c not in table.columns]
     if missing:
         raise ValueError(

@@ -2,8 +2,10 @@
 
 Bad input: a missing root -> FileNotFoundError naming it; a class folder that is neither a class
 name, an alias nor a class_map key -> ValueError naming the folder (it would silently lose data);
-no image at all -> ValueError. Non-image files, hidden files and hidden folders are ignored.
-Images are not decoded here; pasm/faces.py skips and counts undecodable files.
+no image at all -> ValueError. Hidden files and folders are ignored; other files in a class
+folder without an image extension (IMAGE_SUFFIXES: .txt, .heic, ...) and subfolders of a class
+folder are not read but listed in ReaderOutput.ignored, which pasm/data/faces.py counts by
+extension. Images are not decoded here; pasm/data/faces.py skips and counts undecodable files.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Iterator
 from pasm.data.labels import ALIASES, CLASSES
 from pasm.data.readers.records import Record, ReaderOutput, require_dir
 
-__all__ = ["IMAGE_SUFFIXES", "Record", "image_files", "read_folder", "read_folder_dataset"]
+__all__ = ["IMAGE_SUFFIXES", "Record", "image_files", "other_entries", "read_folder", "read_folder_dataset"]
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
 
@@ -43,20 +45,31 @@ def image_files(folder: Path) -> Iterator[Path]:
             yield image
 
 
+def other_entries(folder: Path) -> list[str]:
+    """Sorted non-hidden entries of folder that image_files passes over: other files, and subfolders (with a /)."""
+    return [
+        f"{entry}/" if entry.is_dir() else str(entry)
+        for entry in sorted(folder.iterdir())
+        if not entry.name.startswith(".") and not (entry.is_file() and entry.suffix.lower() in IMAGE_SUFFIXES)
+    ]
+
+
 def read_folder_dataset(root: str | Path, class_map: dict[str, str] | None = None) -> ReaderOutput:
     """Read root/<split>/<class>/<image> into records (aligned faces), sorted for determinism."""
     root = require_dir(root, "data set")
     class_map = class_map or {}
     records: list[Record] = []
     label_map: dict[str, str] = {}
+    ignored: list[str] = []
     for split_dir in _visible_dirs(root):
         for class_dir in _visible_dirs(split_dir):
             label = _class_index(class_dir, class_map)
             label_map[class_dir.name] = CLASSES[label]
             records.extend(Record(str(image), split_dir.name, label, path=image) for image in image_files(class_dir))
+            ignored.extend(other_entries(class_dir))
     if not records:
         raise ValueError(f"{root}: no images found in the <split>/<class>/<image> layout")
-    return ReaderOutput(records=records, label_map=dict(sorted(label_map.items())))
+    return ReaderOutput(records=records, label_map=dict(sorted(label_map.items())), ignored=ignored)
 
 
 def read_folder(root: str | Path, class_map: dict[str, str] | None = None) -> list[Record]:

@@ -37,12 +37,14 @@ class Record:
 
 @dataclass
 class ReaderOutput:
-    """Records of one data set plus named evaluation subsets, counted skips and the label mapping used."""
+    """Records of one data set plus named evaluation subsets, counted skips, the label mapping used,
+    and the files found where images belong but not read (not an image extension; counted by faces)."""
 
     records: list[Record]
     subsets: dict[str, list[int]] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
     label_map: dict[str, str] = field(default_factory=dict)
+    ignored: list[str] = field(default_factory=list)
 
 
 def subset_masks(output: ReaderOutput, kept_sources: Sequence[str]) -> dict[str, np.ndarray]:
