@@ -20,7 +20,6 @@ import h5py
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from conftest import REPO, run_snakemake, write_config
 

@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from pasm.nn.inference import inference_model
-from pasm.search.candidates import NDIM, B, Best, G, Problem, R, X, Y, check_inputs, make_problem, result_arrays
+from pasm.search.candidates import NDIM, Best, Problem, R, X, Y, check_inputs, make_problem, result_arrays
 from pasm.search.params import SearchParams
 from pasm.search.rng import image_keys, uniform_int, uniforms
 

@@ -11,7 +11,8 @@ import numpy as np
 import torch
 
 from pasm.nn.inference import inference_model
-from pasm.search.candidates import NDIM, B, Best, G, Problem, R, X, Y, build_perturbed, check_inputs, forward, make_problem, result_arrays
+from pasm.search.candidates import (NDIM, Best, Problem, R, X, Y, build_perturbed, check_inputs, forward, make_problem,
+                                    result_arrays)
 from pasm.search.de import INIT_DRAWS, evolve, initial_population
 from pasm.search.params import SearchParams, check_strategy
 from pasm.search.rng import image_keys, uniforms

@@ -10,7 +10,6 @@ reading the data again. Attempt 1 of every run removes the record first.
 
 from __future__ import annotations
 
-import logging
 import sys
 from contextlib import contextmanager
 from pathlib import Path
