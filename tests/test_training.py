@@ -28,6 +28,7 @@ def _params(**kw):
 
 def test_pretraining_learns_and_logs(tmp_path):
     imgs, labels = _data()
+    torch.manual_seed(0)  # the initialisation: 3 of 40 unseeded ones stay below 0.9 in 4 epochs
     model = build_model("compact", 7, width=4)
     hist = train(model, imgs, labels, _params(), mean=MEAN, std=STD, val=(imgs, labels),
                  log_csv=tmp_path / "log.csv", progress=False)
