@@ -60,6 +60,11 @@ def load_correct(prediction_paths: Sequence[str | Path], methods: Sequence[str],
     return sets
 
 
+def _sd(values: np.ndarray) -> float:
+    """Sample standard deviation over seeds (0 for a single seed)."""
+    return float(values.std(ddof=1)) if len(values) > 1 else 0.0
+
+
 def comparison_rows(sets: dict[str, dict[str, Any]], methods: Sequence[str], references: Sequence[str],
                     n_boot: int = 2000, seed: int = 0) -> list[dict[str, Any]]:
     """One row per (set, method): n, seeds, accuracy and mean class accuracy (mean, sd over seeds)
@@ -70,10 +75,9 @@ def comparison_rows(sets: dict[str, dict[str, Any]], methods: Sequence[str], ref
             correct = s["correct"][method]
             acc = correct.mean(axis=1)
             mca = np.array([mean_class_accuracy(s["labels"], p) for p in s["predicted"][method]])
-            sd = (lambda v: float(v.std(ddof=1)) if len(v) > 1 else 0.0)  # noqa: E731
             row = {"set": set_name, "method": method, "n": int(correct.shape[1]), "seeds": int(correct.shape[0]),
-                   "accuracy_mean": float(acc.mean()), "accuracy_sd": sd(acc),
-                   "mean_class_accuracy_mean": float(mca.mean()), "mean_class_accuracy_sd": sd(mca)}
+                   "accuracy_mean": float(acc.mean()), "accuracy_sd": _sd(acc),
+                   "mean_class_accuracy_mean": float(mca.mean()), "mean_class_accuracy_sd": _sd(mca)}
             for ref in references:
                 stats = compare(correct, s["correct"][ref], n_boot=n_boot, seed=seed)
                 row.update({f"vs_{ref}_difference": stats["difference"], f"vs_{ref}_ci_low": stats["ci_low"],
