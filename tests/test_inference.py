@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-from pasm.nn.inference import inference_model
+from pasm.nn.inference import autocast, autocast_dtype, inference_model
 from pasm.nn.models import build_model
 
 
@@ -54,3 +55,27 @@ def test_untraceable_model_is_used_unfolded():
     x = torch.randn(2, 3, 8, 8)
     with torch.no_grad():
         torch.testing.assert_close(prepared(x), model.eval()(x))
+
+
+def test_precision_auto_is_float32_on_cpu_and_bfloat16_when_asked():
+    assert autocast_dtype("cpu", "auto") is None
+    assert autocast_dtype("cuda", "auto") is torch.bfloat16
+    assert autocast_dtype("cpu", "bfloat16") is torch.bfloat16
+    assert autocast_dtype("cuda", "float32") is None
+    with pytest.raises(ValueError, match="'half'"):
+        autocast_dtype("cpu", "half")
+
+
+def test_bfloat16_forward_runs_in_bfloat16_and_stays_close_to_float32():
+    torch.manual_seed(0)
+    model = build_model("compact", 7, 8)
+    _randomise_bn(model)
+    x = torch.randn(6, 3, 32, 32)
+    with torch.inference_mode():
+        exact = inference_model(model, "cpu", "float32")(x)
+        with autocast("cpu", "bfloat16"):
+            inside = model.eval()(x)
+        bf16 = inference_model(model, "cpu", "bfloat16")(x)
+    assert exact.dtype is torch.float32 and inside.dtype is torch.bfloat16 and bf16.dtype is torch.bfloat16
+    assert not torch.equal(bf16.float(), exact)  # it did run in bfloat16
+    assert torch.allclose(bf16.float(), exact, rtol=0.05, atol=0.05 * exact.abs().max().item())

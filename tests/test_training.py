@@ -135,3 +135,18 @@ def test_state_with_another_key_is_not_reused(tmp_path):
     train(build_model("compact", 7, width=4), imgs, labels, _params(epochs=3), mean=MEAN, std=STD,
           progress=False, resume=Resume(tmp_path / "state.pt", "changed"), on_epoch_end=seen.append)
     assert seen == [1, 2, 3]
+
+
+def test_bfloat16_training_learns_and_keeps_float32_weights():
+    imgs, labels = _data()
+    torch.manual_seed(0)
+    model = build_model("compact", 7, width=4)
+    hist = train(model, imgs, labels, _params(precision="bfloat16"), mean=MEAN, std=STD, val=(imgs, labels),
+                 progress=False)
+    assert hist[-1]["val_acc"] > 0.9
+    assert all(p.dtype is torch.float32 for p in model.parameters())
+
+
+def test_unknown_precision_is_rejected_before_training():
+    with pytest.raises(ValueError, match="precision 'fp16'"):
+        TrainParams(precision="fp16")

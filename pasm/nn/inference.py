@@ -4,6 +4,7 @@ prediction), and batched logits of uint8 images (evaluation, validation)."""
 from __future__ import annotations
 
 import copy
+from contextlib import AbstractContextManager, nullcontext
 from typing import Sequence
 
 import numpy as np
@@ -14,12 +15,45 @@ from torch.fx.proxy import TraceError
 
 from pasm.nn.inputs import to_input
 
-__all__ = ["inference_model", "predict_logits", "resolve_device"]
+__all__ = ["PRECISIONS", "autocast", "autocast_dtype", "inference_model", "predict_logits", "resolve_device"]
+
+PRECISIONS = ("auto", "bfloat16", "float32")
+"""Forward-pass precisions: auto is bfloat16 on CUDA and float32 on CPU. bfloat16 on a CPU pays only
+where it has bfloat16 instructions (AVX512_BF16 or AMX; ``python benchmarks/precision.py``)."""
 
 
-def inference_model(model: torch.nn.Module, device: str | torch.device = "cpu") -> torch.nn.Module:
+def autocast_dtype(device: str | torch.device, precision: str) -> torch.dtype | None:
+    """The autocast dtype of forwards on ``device`` at ``precision`` (one of PRECISIONS); None: float32."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; expected one of {PRECISIONS}")
+    if precision == "auto":
+        return torch.bfloat16 if torch.device(device).type == "cuda" else None
+    return torch.bfloat16 if precision == "bfloat16" else None
+
+
+def autocast(device: str | torch.device, precision: str) -> AbstractContextManager:
+    """A context in which forwards run at ``precision`` on ``device`` (weights and gradients stay float32)."""
+    dtype = autocast_dtype(device, precision)
+    return nullcontext() if dtype is None else torch.autocast(torch.device(device).type, dtype=dtype)
+
+
+class _Autocast(nn.Module):
+    """Runs the wrapped network's forward under autocast, so every caller gets the same precision."""
+
+    def __init__(self, net: nn.Module, device_type: str, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.net, self.device_type, self.dtype = net, device_type, dtype
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(self.device_type, dtype=self.dtype):
+            return self.net(x)
+
+
+def inference_model(model: torch.nn.Module, device: str | torch.device = "cpu",
+                    precision: str = "auto") -> torch.nn.Module:
     """An eval-mode copy of ``model`` on ``device`` with every convolution+batch-norm pair folded
-    into one convolution and channels_last weights; the caller's model is left untouched.
+    into one convolution and channels_last weights, its forward at ``precision`` (PRECISIONS);
+    the caller's model is left untouched.
 
     Both matter on CPU too: for the compact ResNet at 48 px, batch 50, 2 threads, forwards went
     from 650 to 1750 images/s (``python benchmarks/point_search.py`` prints the floor). A model
@@ -32,7 +66,9 @@ def inference_model(model: torch.nn.Module, device: str | torch.device = "cpu") 
             prepared = fuse(prepared)
         except (TraceError, RuntimeError, TypeError, NotImplementedError):
             pass
-    return prepared.to(device=torch.device(device), memory_format=torch.channels_last)
+    prepared = prepared.to(device=torch.device(device), memory_format=torch.channels_last)
+    dtype = autocast_dtype(device, precision)
+    return prepared if dtype is None else _Autocast(prepared, torch.device(device).type, dtype)
 
 
 def resolve_device(name: str) -> str:

@@ -4,8 +4,8 @@ strategies.
 
 A candidate is one row (x, y, r, g, b) of an integer array (columns X, Y, R, G, B). Forwards run on
 a copy of the model with convolution+batch-norm pairs folded and channels_last batches
-(pasm.nn.inference); on CUDA in bfloat16 autocast (probabilities still computed in float32), on CPU
-in float32.
+(pasm.nn.inference), at the search's precision (bfloat16 autocast on CUDA by default; probabilities
+are still computed in float32).
 """
 
 from __future__ import annotations
@@ -57,14 +57,9 @@ def _chunk_plan(img_idx: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.nd
 
 
 def forward(model: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
-    """Float32 logits of a channels_last batch (see pasm.nn.inference.inference_model); on CUDA
-    through a bfloat16 autocast forward (tensor cores), on CPU in float32."""
-    batch = batch.contiguous(memory_format=torch.channels_last)
-    if batch.device.type != "cuda":
-        return model(batch).float()
-    with torch.autocast("cuda", dtype=torch.bfloat16):
-        logits = model(batch)
-    return logits.float()
+    """Float32 logits of a channels_last batch from a model prepared by
+    pasm.nn.inference.inference_model (which fixed its precision)."""
+    return model(batch.contiguous(memory_format=torch.channels_last)).float()
 
 
 def _true_prob(model: torch.nn.Module, batch: torch.Tensor,

@@ -132,7 +132,7 @@ def de_search(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, *,
     device = torch.device(device)
     keys = image_keys(params.seed, indices)
     best = Best.empty(n)
-    model = inference_model(model, device)
+    model = inference_model(model, device, params.precision)
     with torch.inference_mode():
         prob = make_problem(model, images, labels, mean, std, device, params.batch_size)
         everyone = np.arange(n)

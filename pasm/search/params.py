@@ -22,6 +22,7 @@ class SearchParams:
     top_k: int = 40            # seeded: best first-order (pixel, RGB corner) seeds tried per image
     refine_generations: int = 2  # seeded: DE generations after seeding (0: seeding only)
     refine_population: int = 20  # seeded: DE population of the refinement
+    precision: str = "auto"    # forwards: auto (bfloat16 on CUDA, float32 on CPU), bfloat16 or float32
 
     def __post_init__(self) -> None:
         """Reject an unknown strategy when the settings are built, before any model is loaded."""

@@ -114,7 +114,7 @@ def seeded_search(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray
     device = torch.device(device)
     keys = image_keys(params.seed, indices)
     best = Best.empty(n)
-    model = inference_model(model, device)
+    model = inference_model(model, device, params.precision)
     with torch.no_grad():  # not inference mode: the gradient pass differentiates through these
         prob = make_problem(model, images, labels, mean, std, device, params.batch_size)
     everyone = np.arange(n)

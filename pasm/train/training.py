@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import logging
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -15,7 +14,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from pasm.nn.inference import predict_logits
+from pasm.nn.inference import autocast, autocast_dtype, predict_logits
 from pasm.nn.inputs import to_input
 from pasm.train.augment import random_crop_flip
 from pasm.train.losses import pasm_loss
@@ -37,6 +36,11 @@ class TrainParams:
     crop_pad: int = 8
     flip: bool = True
     seed: int = 0
+    precision: str = "auto"  # forwards: auto (bfloat16 on CUDA, float32 on CPU), bfloat16 or float32
+
+    def __post_init__(self) -> None:
+        """Reject an unknown precision when the settings are built, before any data is read."""
+        autocast_dtype("cpu", self.precision)
 
     @classmethod
     def from_config(cls, block: dict[str, Any], seed: int) -> "TrainParams":
@@ -118,8 +122,9 @@ def train(
     row-aligned; both get the same crop and flip in every step. `student_transform` (e.g. random
     erasing) is applied to the student's uint8-valued float batch after crop and flip. With
     `resume`, the state after every epoch is saved there and a matching saved state is continued
-    from; the result equals an uninterrupted run's. On CUDA the forward passes run in bfloat16
-    autocast; weights and activations are channels_last on every device (faster on CPU as well).
+    from; the result equals an uninterrupted run's. The forward passes run at ``params.precision``
+    (by default bfloat16 autocast on CUDA, float32 on CPU); weights and activations are
+    channels_last on every device (faster on CPU as well).
     """
     if teacher is not None and (clean_images is None or clean_images.shape != images.shape):
         raise ValueError("a teacher needs clean_images with the same shape as images")
@@ -148,7 +153,7 @@ def train(
         first_epoch = state["epoch"] + 1
         log.info("resuming from %s: epochs 1-%d done, continuing at epoch %d", resume.path, state["epoch"],
                  first_epoch)
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    amp = autocast(device, params.precision)
     x_all = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
     if teacher is not None:
         x_all = torch.cat([x_all, torch.from_numpy(np.ascontiguousarray(clean_images)).permute(0, 3, 1, 2)], 1)

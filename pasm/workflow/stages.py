@@ -210,7 +210,7 @@ def search_shard(
             population=search["population"], generations=search["generations"], scale_f=search["scale_f"],
             batch_size=search["batch_size"], seed=round_seed(seed, "search", rnd),
             strategy=search["strategy"], top_k=search["top_k"], refine_generations=search["refine_generations"],
-            refine_population=search["refine_population"],
+            refine_population=search["refine_population"], precision=search["precision"],
         )
         t0 = time.perf_counter()
         found = search_points(
