@@ -78,3 +78,17 @@ def test_mismatched_or_non_binary_inputs_are_rejected():
         compare(np.ones((2, 3)), np.ones((3, 3)))
     with pytest.raises(ValueError, match="0/1"):
         compare(np.full((1, 3), 2), np.ones((1, 3)))
+
+
+def test_one_seed_has_no_spread_in_the_table():
+    from pasm.evaluate.comparison import comparison_rows, markdown
+
+    labels = np.array([0, 1, 0, 1, 1, 0])
+    pred = {"round0": np.array([[0, 1, 1, 1, 0, 0]]), "round1": np.array([[0, 1, 0, 1, 0, 0]])}
+    sets = {"splits/test": {"labels": labels, "predicted": pred,
+                            "correct": {m: p == labels for m, p in pred.items()}}}
+    rows = comparison_rows(sets, ["round0", "round1"], ["round0"], n_boot=200)
+    assert np.isnan(rows[0]["accuracy_sd"]) and rows[1]["accuracy_mean"] == 5 / 6
+    text = markdown(rows, ["round0"], [0], "toy", 200)
+    assert "(n=6, 1 seed)" in text and "+- " not in text.split("## ")[1]
+    assert "| round1 | 83.33 | 83.33 | +16.67 [" in text

@@ -61,8 +61,8 @@ def load_correct(prediction_paths: Sequence[str | Path], methods: Sequence[str],
 
 
 def _sd(values: np.ndarray) -> float:
-    """Sample standard deviation over seeds (0 for a single seed)."""
-    return float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    """Sample standard deviation over seeds (NaN for a single seed: it has no spread to measure)."""
+    return float(values.std(ddof=1)) if len(values) > 1 else float("nan")
 
 
 def comparison_rows(sets: dict[str, dict[str, Any]], methods: Sequence[str], references: Sequence[str],
@@ -90,6 +90,11 @@ def _pct(v: float) -> str:
     return f"{100 * v:.2f}"
 
 
+def _mean_sd(mean: float, sd: float) -> str:
+    """"mean +- sd" in percent; the mean alone for one seed (no spread)."""
+    return _pct(mean) if np.isnan(sd) else f"{_pct(mean)} +- {_pct(sd)}"
+
+
 def _diff(row: dict[str, Any], ref: str) -> str:
     d, lo, hi = (row[f"vs_{ref}_{k}"] for k in ("difference", "ci_low", "ci_high"))
     verdict = "" if lo <= 0 <= hi else (" better" if lo > 0 else " worse")
@@ -110,11 +115,12 @@ def markdown(rows: list[dict[str, Any]], references: Sequence[str], seeds: Seque
         head = ["method", "accuracy", "mean class acc."]
         for ref in references:
             head += [f"vs {ref}", "p"]
-        lines += [f"## {set_name} (n={part[0]['n']}, {part[0]['seeds']} seeds)", "",
+        n_seeds = part[0]["seeds"]
+        lines += [f"## {set_name} (n={part[0]['n']}, {n_seeds} seed{'s' if n_seeds > 1 else ''})", "",
                   "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
         for r in part:
-            cells = [r["method"], f"{_pct(r['accuracy_mean'])} +- {_pct(r['accuracy_sd'])}",
-                     f"{_pct(r['mean_class_accuracy_mean'])} +- {_pct(r['mean_class_accuracy_sd'])}"]
+            cells = [r["method"], _mean_sd(r["accuracy_mean"], r["accuracy_sd"]),
+                     _mean_sd(r["mean_class_accuracy_mean"], r["mean_class_accuracy_sd"])]
             for ref in references:
                 cells += ["" if r["method"] == ref else _diff(r, ref),
                           "" if r["method"] == ref else f"{r[f'vs_{ref}_p']:.3g}"]
@@ -142,7 +148,7 @@ def write_comparison(*, prediction_paths: Sequence[str | Path], methods: Sequenc
     part = [r for r in rows if r["set"] == main]
     ref = references[0] if references else methods[0]
     comparison_plot([r["method"] for r in part], [r["accuracy_mean"] for r in part],
-                    [r["accuracy_sd"] for r in part],
+                    [np.nan_to_num(r["accuracy_sd"]) for r in part],  # one seed: no error bar
                     [r.get(f"vs_{ref}_difference", 0.0) for r in part], [r.get(f"vs_{ref}_ci_low", 0.0) for r in part],
                     [r.get(f"vs_{ref}_ci_high", 0.0) for r in part], ref, out_png,
                     title=f"{dataset}, {main}: {len(seeds)} seeds")
