@@ -151,6 +151,6 @@ def write_comparison(*, prediction_paths: Sequence[str | Path], methods: Sequenc
                     [np.nan_to_num(r["accuracy_sd"]) for r in part],  # one seed: no error bar
                     [r.get(f"vs_{ref}_difference", 0.0) for r in part], [r.get(f"vs_{ref}_ci_low", 0.0) for r in part],
                     [r.get(f"vs_{ref}_ci_high", 0.0) for r in part], ref, out_png,
-                    title=f"{dataset}, {main}: {len(seeds)} seeds")
+                    title=f"{dataset}, {main}: {len(seeds)} seed{'s' if len(seeds) > 1 else ''}")
     log.info("%s", text)
     return rows
