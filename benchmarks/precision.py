@@ -26,7 +26,7 @@ from pasm.nn.models import CompactResNet
 from pasm.search import SearchParams, search_points
 from pasm.train.training import TrainParams, train
 
-PRECISIONS = ("float32", "bfloat16")
+COMPARED = ("float32", "bfloat16")  # the two precisions set side by side
 
 
 def train_rate(width: int, precision: str, batch: int, steps: int, size: int) -> float:
@@ -100,14 +100,14 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     rows = []
-    train_s = {p: train_rate(args.width, p, 128, 12, args.size) for p in PRECISIONS}
+    train_s = {p: train_rate(args.width, p, 128, 12, args.size) for p in COMPARED}
     rows.append(("training step, batch 128 (img/s)", train_s))
     model, images, labels = trained_model(args.width, args.size)
     for batch in (50, 256):
         rows.append((f"prepared forward, batch {batch} (img/s)",
-                     {p: forward_rate(model, p, batch, 1.5, args.size) for p in PRECISIONS}))
+                     {p: forward_rate(model, p, batch, 1.5, args.size) for p in COMPARED}))
     found, search_s = {}, {}
-    for p in PRECISIONS:
+    for p in COMPARED:
         params = SearchParams(population=8, generations=3, seed=0, precision=p)
         t0 = time.perf_counter()
         found[p] = search_points(model, images[: args.images], labels[: args.images], mean=(0.5,) * 3,

@@ -40,12 +40,12 @@ def autocast(device: str | torch.device, precision: str) -> AbstractContextManag
 class _Autocast(nn.Module):
     """Runs the wrapped network's forward under autocast, so every caller gets the same precision."""
 
-    def __init__(self, net: nn.Module, device_type: str, dtype: torch.dtype) -> None:
+    def __init__(self, net: nn.Module, device: str | torch.device, precision: str) -> None:
         super().__init__()
-        self.net, self.device_type, self.dtype = net, device_type, dtype
+        self.net, self.device, self.precision = net, device, precision
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(self.device_type, dtype=self.dtype):
+        with autocast(self.device, self.precision):
             return self.net(x)
 
 
@@ -67,8 +67,7 @@ def inference_model(model: torch.nn.Module, device: str | torch.device = "cpu",
         except (TraceError, RuntimeError, TypeError, NotImplementedError):
             pass
     prepared = prepared.to(device=torch.device(device), memory_format=torch.channels_last)
-    dtype = autocast_dtype(device, precision)
-    return prepared if dtype is None else _Autocast(prepared, torch.device(device).type, dtype)
+    return prepared if autocast_dtype(device, precision) is None else _Autocast(prepared, device, precision)
 
 
 def resolve_device(name: str) -> str:
