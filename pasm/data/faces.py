@@ -15,6 +15,7 @@ images enlarged more than UPSCALE_LIMIT times are counted in the log and the att
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,8 +25,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from pasm.data.align import AlignSettings, FaceAligner, decode_rgb, load_image
-from pasm.data.h5store import Faces
+from pasm.data.align import AlignSettings, FaceAligner, align_face, decode_rgb, load_image
+from pasm.data.h5store import Faces, FacesWriter, read_faces
 from pasm.data.labels import CLASSES
 from pasm.data.readers.records import Record, ReaderOutput, subset_masks
 
@@ -118,6 +119,67 @@ def ignored_by_extension(ignored: Sequence[str]) -> dict[str, int]:
     return dict(sorted(Counter(kinds).items()))
 
 
+def box_crop(image: np.ndarray, box: Sequence[float], size: int, scale: float = 1.0) -> np.ndarray:
+    """The square of side max(w, h) * scale centred on a given (x, y, w, h) face box, resized to
+    size x size (bicubic); outside the photo is black, as the alignment warp fills it."""
+    x, y, w, h = (float(v) for v in box)
+    side = max(w, h) * scale
+    cx, cy = x + w / 2.0, y + h / 2.0
+    left, top = round(cx - side / 2.0), round(cy - side / 2.0)
+    right, bottom = left + max(1, round(side)), top + max(1, round(side))
+    crop = Image.fromarray(image).crop((left, top, right, bottom))
+    return np.asarray(crop.resize((size, size), Image.Resampling.BICUBIC), dtype=np.uint8)
+
+
+def _given_face(rec: Record, settings: AlignSettings) -> tuple[np.ndarray, str]:
+    """A photo aligned from the data set's own landmarks, or cropped with its box: no detector runs."""
+    image = load_image(rec.path)
+    if rec.points is not None:
+        return align_face(image, np.asarray(rec.points, dtype=np.float64), settings)[0], "landmarks"
+    return box_crop(image, rec.box, settings.size, settings.scale), "box"
+
+
+@dataclass
+class _Tally:
+    """What building faces.h5 dropped or changed, by reason (named in the log and the attributes)."""
+
+    undecodable: list[str] = field(default_factory=list)
+    no_face: list[str] = field(default_factory=list)
+    status: Counter = field(default_factory=Counter)
+
+
+def _chunk_faces(recs: Sequence[Record], size: int, resize: str, notes: ResizeNotes, settings: AlignSettings,
+                 aligner: "FaceAligner | None", tally: _Tally) -> list[tuple[Record, np.ndarray, str]]:
+    """Faces of a few consecutive records, in record order: pre-aligned ones resized, ones with
+    given landmarks or box cropped, photos detected (one MTCNN batch) and aligned."""
+    made: dict[int, tuple[np.ndarray, str]] = {}
+    photos, photo_of = [], []
+    for i, rec in enumerate(recs):
+        try:
+            if rec.aligned:
+                made[i] = (_decode_aligned(rec, size, resize, notes), PRE_ALIGNED)
+            elif rec.points is not None or rec.box is not None:
+                made[i] = _given_face(rec, settings)
+            else:
+                photos.append(load_image(rec.path))
+                photo_of.append(i)
+        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+            log.warning("skipped %s: cannot decode image (%s)", rec.source, exc)
+            tally.undecodable.append(rec.source)
+    if photos:
+        aligned, states, _ = aligner.align(photos)
+        crops = iter(aligned)
+        for i, state in zip(photo_of, states):
+            if state == "dropped":
+                log.warning("dropped %s: no face found", recs[i].source)
+                tally.no_face.append(recs[i].source)
+                continue
+            if state == "center_crop":
+                log.warning("%s: no face found, used the centre crop", recs[i].source)
+            made[i] = (next(crops), state)
+    return [(recs[i], *made[i]) for i in sorted(made)]
+
+
 def build_faces(
     records: Sequence[Record] | ReaderOutput,
     size: int,
@@ -126,93 +188,67 @@ def build_faces(
     device: str = "cpu",
     chunk: int = 64,
     resize: str = "crop",
+    out_path: str | Path | None = None,
 ) -> Faces:
-    """Decode (and where needed detect and align) every record into one Faces array.
+    """Decode (and where needed detect and align) every record and write faces.h5 at ``out_path``
+    as it goes (memory holds ``chunk`` images, whatever the data set's size); returns its Faces,
+    images read on demand. Without ``out_path`` the faces are returned in memory (small sets, tests).
 
     Undecodable files are skipped, counted and named in the log; images without a face follow
     align["on_no_face"] (centre crop, or drop: counted and named); files the reader passed over
     are counted by extension. Nothing is dropped silently. `resize`: see the module docstring.
+    Records that carry their own landmarks or box (AffectNet) are aligned or cropped with those.
     """
+    if out_path is None:
+        with tempfile.TemporaryDirectory() as tmp:
+            faces = build_faces(records, size, attrs, align, device, chunk, resize, Path(tmp) / "faces.h5")
+            faces.images = np.asarray(faces.images)
+            return faces
     output = records if isinstance(records, ReaderOutput) else ReaderOutput(records=list(records))
     recs = output.records
-    images: list[np.ndarray | None] = [None] * len(recs)
-    status = [PRE_ALIGNED] * len(recs)
-    undecodable, no_face = [], []
     if resize not in RESIZE:
         raise ValueError(f"resize must be one of {RESIZE}, got {resize!r}")
     notes = ResizeNotes(size, resize)
-    todo = [i for i, r in enumerate(recs) if not r.aligned]
-    for i, rec in enumerate(tqdm(recs, desc="decode", unit="img", mininterval=2.0)):
-        if not rec.aligned:
-            continue
-        try:
-            images[i] = _decode_aligned(rec, size, resize, notes)
-        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-            log.warning("skipped %s: cannot decode image (%s)", rec.source, exc)
-            undecodable.append(rec.source)
-    if todo:
-        settings = AlignSettings(size=size, **{k: v for k, v in (align or {}).items() if k != "batch_size"})
-        aligner = FaceAligner(settings, device=device, batch_size=(align or {}).get("batch_size", 16))
-        bar = tqdm(total=len(todo), desc="detect+align", unit="img", mininterval=2.0)
-        for start in range(0, len(todo), chunk):
-            part, photos = [], []
-            for i in todo[start : start + chunk]:
-                try:
-                    photos.append(load_image(recs[i].path))
-                    part.append(i)
-                except ValueError as exc:
-                    log.warning("skipped %s: %s", recs[i].source, exc)
-                    undecodable.append(recs[i].source)
-            aligned, st, _ = aligner.align(photos) if photos else (np.zeros((0, size, size, 3), np.uint8), [], [])
-            rows = iter(aligned)
-            for i, s in zip(part, st):
-                status[i] = s
-                if s == "dropped":
-                    log.warning("dropped %s: no face found", recs[i].source)
-                    no_face.append(recs[i].source)
-                else:
-                    images[i] = next(rows)
-                    if s == "center_crop":
-                        log.warning("%s: no face found, used the centre crop", recs[i].source)
-            bar.update(len(todo[start : start + chunk]))
-        bar.close()
+    tally = _Tally()
+    settings = AlignSettings(size=size, **{k: v for k, v in (align or {}).items() if k != "batch_size"})
+    detect = any(not r.aligned and r.points is None and r.box is None for r in recs)
+    aligner = FaceAligner(settings, device=device, batch_size=(align or {}).get("batch_size", 16)) if detect else None
+    if any(not r.aligned for r in recs):
         attrs = {**attrs, "alignment": settings.to_dict()}
-    keep = [i for i in range(len(recs)) if images[i] is not None]
-    if not keep:
-        raise ValueError("no image could be decoded")
-    kept = [recs[i] for i in keep]
-    labels = np.array([r.label for r in kept], dtype=np.int64)
-    splits = np.array([r.split for r in kept])
-    sources = np.array([r.source for r in kept])
-    kept_status = np.array([status[i] for i in keep])
-    counts = {s: np.bincount(labels[splits == s], minlength=len(CLASSES)).tolist() for s in sorted(set(splits))}
-    status_counts = {str(s): int((kept_status == s).sum()) for s in sorted(set(kept_status))}
-    ignored = ignored_by_extension(output.ignored)
-    log.info(
-        "faces: %d kept %s; %d skipped by the reader, %d undecodable, %d dropped (no face), %d not images %s",
-        len(kept), status_counts, len(output.skipped), len(undecodable), len(no_face), len(output.ignored), ignored,
-    )
-    if output.ignored:
-        log.warning("%d files or folders not read (not an image extension), by extension %s (first: %s)",
-                    len(output.ignored), ignored, output.ignored[0])
-    notes.log()
-    for split, c in counts.items():
-        log.info("  %-12s %6d  %s", split, sum(c), dict(zip(CLASSES, c)))
-    subsets = subset_masks(output, sources.tolist())
-    for name, mask in subsets.items():
-        log.info("  subset %-12s %6d", name, int(mask.sum()))
-    return Faces(
-        images=np.stack([images[i] for i in keep]),
-        labels=labels,
-        splits=splits,
-        sources=sources,
-        status=kept_status,
-        subsets=subsets,
-        subjects=np.array([r.subject for r in kept]),
-        attrs={
+    with FacesWriter(out_path, size) as out:
+        bar = tqdm(total=len(recs), desc="faces", unit="img", mininterval=2.0)
+        for start in range(0, len(recs), chunk):
+            for rec, image, state in _chunk_faces(recs[start:start + chunk], size, resize, notes, settings,
+                                                  aligner, tally):
+                out.append(image, rec.label, rec.split, rec.source, state, rec.subject, dict(rec.values))
+                tally.status[state] += 1
+            bar.update(len(recs[start:start + chunk]))
+        bar.close()
+        if not len(out):
+            raise ValueError("no image could be decoded")
+        labels, splits = np.asarray(out.labels), np.asarray(out.splits)
+        counts = {s: np.bincount(labels[splits == s], minlength=len(CLASSES)).tolist() for s in sorted(set(out.splits))}
+        status_counts = dict(sorted((str(k), int(v)) for k, v in tally.status.items()))
+        ignored = ignored_by_extension(output.ignored)
+        log.info(
+            "faces: %d kept %s; %d skipped by the reader, %d undecodable, %d dropped (no face), %d not images %s",
+            len(out), status_counts, len(output.skipped), len(tally.undecodable), len(tally.no_face),
+            len(output.ignored), ignored,
+        )
+        if output.ignored:
+            log.warning("%d files or folders not read (not an image extension), by extension %s (first: %s)",
+                        len(output.ignored), ignored, output.ignored[0])
+        notes.log()
+        for split, c in counts.items():
+            log.info("  %-12s %6d  %s", split, sum(c), dict(zip(CLASSES, c)))
+        subsets = subset_masks(output, out.sources)
+        for name, mask in subsets.items():
+            log.info("  subset %-12s %6d", name, int(mask.sum()))
+        out.finish(subsets, {
             **attrs, "classes": list(CLASSES), "image_size": size, "class_counts": counts,
-            "status_counts": status_counts, "skipped": list(output.skipped) + undecodable,
-            "skipped_by_reader": list(output.skipped), "undecodable": undecodable, "dropped_no_face": no_face,
-            "label_map": output.label_map, "ignored_by_extension": ignored, **notes.attrs(),
-        },
-    )
+            "status_counts": status_counts, "skipped": list(output.skipped) + tally.undecodable,
+            "skipped_by_reader": list(output.skipped), "undecodable": tally.undecodable,
+            "dropped_no_face": tally.no_face, "label_map": output.label_map, "ignored_by_extension": ignored,
+            **notes.attrs(),
+        })
+    return read_faces(out_path)

@@ -11,6 +11,7 @@ import h5py
 import numpy as np
 
 from pasm.data.atomic import atomic_path
+from pasm.data.rows import H5Rows
 
 STR = h5py.string_dtype(encoding="utf-8")
 
@@ -28,9 +29,10 @@ def _get_attrs(obj: h5py.HLObject) -> dict[str, Any]:
 
 @dataclass
 class Faces:
-    """Aligned faces of one data set: uint8 images (N, H, W, 3) and per-image metadata."""
+    """Aligned faces of one data set: uint8 images (N, H, W, 3), in memory or read on demand
+    (pasm.data.rows.H5Rows), and per-image metadata (small: held in memory)."""
 
-    images: np.ndarray
+    images: np.ndarray | H5Rows
     labels: np.ndarray
     splits: np.ndarray
     sources: np.ndarray
@@ -38,6 +40,8 @@ class Faces:
     subsets: dict[str, np.ndarray] = field(default_factory=dict)
     subjects: np.ndarray | None = None
     attrs: dict[str, Any] = field(default_factory=dict)
+    values: dict[str, np.ndarray] = field(default_factory=dict)
+    """Continuous annotations per row (AffectNet's valence and arousal, FER+ votes); NaN where absent."""
 
     def rows(self, name: str) -> np.ndarray:
         """Row indices of a split or of a named subset."""
@@ -52,33 +56,118 @@ class Faces:
         return rows
 
 
+IMAGE_BUFFER = 256
+"""Rows FacesWriter collects before one write: a few batches, whatever the data set's size."""
+
+
+class FacesWriter:
+    """Writes faces.h5 as faces are made: images go to the file every IMAGE_BUFFER rows, so memory
+    holds a few batches; the file appears under its final name only once ``finish`` has run.
+
+    Images are stored in chunks of one image: the training reads random rows (an exact shuffle),
+    and a one-image chunk is what one such read touches; runs of rows are still one hyperslab read.
+    """
+
+    def __init__(self, path: str | Path, size: int) -> None:
+        self.path, self.size = Path(path), int(size)
+        self._atomic = atomic_path(self.path)
+        self._tmp = self._atomic.__enter__()
+        self._file = h5py.File(self._tmp, "w")
+        shape = (self.size, self.size, 3)
+        self._images = self._file.create_dataset("images", shape=(0, *shape), maxshape=(None, *shape),
+                                                 dtype=np.uint8, chunks=(1, *shape))
+        self._buffer: list[np.ndarray] = []
+        self.labels: list[int] = []
+        self.splits: list[str] = []
+        self.sources: list[str] = []
+        self.status: list[str] = []
+        self.subjects: list[str] = []
+        self.values: dict[str, list[float]] = {}
+        self._done = False
+
+    def __enter__(self) -> "FacesWriter":
+        return self
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def append(self, image: np.ndarray, label: int, split: str, source: str, status: str, subject: str = "",
+               values: dict[str, float] | None = None) -> None:
+        """Add one face (uint8 size x size x 3) and its metadata."""
+        if image.dtype != np.uint8 or image.shape != (self.size, self.size, 3):
+            raise ValueError(f"{source}: face must be uint8 ({self.size}, {self.size}, 3), got {image.dtype} {image.shape}")
+        n = len(self.labels)
+        for name, column in self.values.items():
+            column.append(float((values or {}).get(name, np.nan)))
+        for name, v in (values or {}).items():
+            if name not in self.values:
+                self.values[name] = [np.nan] * n + [float(v)]
+        self._buffer.append(image)
+        self.labels.append(int(label))
+        self.splits.append(split)
+        self.sources.append(source)
+        self.status.append(status)
+        self.subjects.append(subject)
+        if len(self._buffer) >= IMAGE_BUFFER:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._buffer:
+            return
+        start = self._images.shape[0]
+        self._images.resize(start + len(self._buffer), axis=0)
+        self._images[start:] = np.stack(self._buffer)
+        self._buffer = []
+
+    def finish(self, subsets: dict[str, np.ndarray] | None = None, attrs: dict[str, Any] | None = None) -> None:
+        """Write the metadata columns, subsets and attributes; the file is complete."""
+        self._flush()
+        f, n = self._file, len(self.labels)
+        f.create_dataset("labels", data=np.asarray(self.labels, dtype=np.int64))
+        for name, column in (("split", self.splits), ("source", self.sources), ("face_status", self.status),
+                             ("subject", self.subjects)):
+            f.create_dataset(name, data=np.asarray(column, dtype=object), dtype=STR, shape=(n,))
+        grp = f.create_group("subsets")
+        for name, mask in (subsets or {}).items():
+            if len(mask) != n:
+                raise ValueError(f"subset {name!r} has {len(mask)} rows, faces has {n}")
+            grp.create_dataset(name, data=np.asarray(mask, dtype=bool))
+        if self.values:
+            vals = f.create_group("values")
+            for name, column in self.values.items():
+                vals.create_dataset(name, data=np.asarray(column, dtype=np.float32))
+        _set_attrs(f, attrs or {})
+        self._done = True
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self._file.close()
+        if exc_type is None and not self._done:
+            err = RuntimeError(f"{self.path}: FacesWriter closed before finish(); nothing written")
+            self._atomic.__exit__(RuntimeError, err, None)  # removes the temporary file
+            raise err
+        self._atomic.__exit__(exc_type, exc, tb)  # renames it only after a complete write
+
+
 def write_faces(path: str | Path, faces: Faces) -> None:
     """Write a Faces record to `path` atomically."""
     n = len(faces.labels)
     for name in ("images", "splits", "sources", "status"):
         if len(getattr(faces, name)) != n:
             raise ValueError(f"faces.{name} has {len(getattr(faces, name))} rows, labels has {n}")
-    if faces.images.dtype != np.uint8 or faces.images.ndim != 4 or faces.images.shape[-1] != 3:
+    if faces.images.dtype != np.uint8 or len(faces.images.shape) != 4 or faces.images.shape[-1] != 3:
         raise ValueError(f"faces.images must be uint8 (N, H, W, 3), got {faces.images.dtype} {faces.images.shape}")
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-        chunk = (1, *faces.images.shape[1:]) if n else None
-        f.create_dataset("images", data=faces.images, chunks=chunk)
-        f.create_dataset("labels", data=faces.labels.astype(np.int64))
-        f.create_dataset("split", data=faces.splits.astype(object), dtype=STR)
-        f.create_dataset("source", data=faces.sources.astype(object), dtype=STR)
-        f.create_dataset("face_status", data=faces.status.astype(object), dtype=STR)
-        subjects = faces.subjects if faces.subjects is not None else np.full(n, "")
-        f.create_dataset("subject", data=np.asarray(subjects).astype(object), dtype=STR)
-        grp = f.create_group("subsets")
-        for name, mask in faces.subsets.items():
-            grp.create_dataset(name, data=np.asarray(mask, dtype=bool))
-        _set_attrs(f, faces.attrs)
+    subjects = faces.subjects if faces.subjects is not None else np.full(n, "")
+    with FacesWriter(path, faces.images.shape[1]) as out:
+        for i in range(n):
+            out.append(np.asarray(faces.images[i]), faces.labels[i], str(faces.splits[i]), str(faces.sources[i]),
+                       str(faces.status[i]), str(subjects[i]), {k: v[i] for k, v in faces.values.items()})
+        out.finish(faces.subsets, faces.attrs)
 
 
 def read_faces(path: str | Path, with_images: bool = True) -> Faces:
-    """Read a faces.h5 file (images optional, to inspect metadata cheaply)."""
+    """Read a faces.h5 file's metadata; its images are read on demand (H5Rows), or left out."""
     with h5py.File(path, "r") as f:
-        images = f["images"][()] if with_images else np.empty((0, 0, 0, 3), np.uint8)
+        images = H5Rows(path) if with_images else np.empty((0, 0, 0, 3), np.uint8)
         return Faces(
             images=images,
             labels=f["labels"][()],
@@ -88,6 +177,7 @@ def read_faces(path: str | Path, with_images: bool = True) -> Faces:
             subsets={k: v[()] for k, v in f["subsets"].items()},
             subjects=f["subject"].asstr()[()].astype(str) if "subject" in f else None,
             attrs=_get_attrs(f),
+            values={k: v[()] for k, v in f["values"].items()} if "values" in f else {},
         )
 
 
@@ -104,10 +194,12 @@ def write_table(path: str | Path, table: dict[str, np.ndarray], attrs: dict[str,
         _set_attrs(f, attrs or {})
 
 
-def read_table(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Read every dataset of a flat HDF5 file written by write_table."""
+def read_table(path: str | Path, lazy: tuple[str, ...] = ()) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Read every dataset of a flat HDF5 file written by write_table; those named in ``lazy``
+    (e.g. masked.h5's "images") are returned as H5Rows, read on demand."""
     with h5py.File(path, "r") as f:
-        return {k: f[k][()] for k in f.keys()}, _get_attrs(f)
+        table = {k: H5Rows(path, k) if k in lazy else f[k][()] for k in f.keys()}
+        return table, _get_attrs(f)
 
 
 def write_groups(path: str | Path, groups: dict[str, dict[str, np.ndarray]],

@@ -1,4 +1,4 @@
-"""SGD training on in-memory uint8 arrays: Eq. 1 for pretraining, Eq. 4 with a frozen teacher after."""
+"""SGD training on uint8 images (in memory or read batch by batch from HDF5): Eq. 1 for pretraining, Eq. 4 with a frozen teacher after."""
 
 from __future__ import annotations
 
@@ -14,9 +14,11 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from pasm.data.rows import H5Rows
 from pasm.nn.inference import autocast, autocast_dtype, predict_logits
 from pasm.nn.inputs import to_input
 from pasm.train.augment import random_crop_flip
+from pasm.train.batches import prefetched, read_batch
 from pasm.train.losses import pasm_loss
 
 log = logging.getLogger(__name__)
@@ -98,7 +100,7 @@ def _load_state(resume: Resume) -> dict[str, Any] | None:
 
 def train(
     model: nn.Module,
-    images: np.ndarray,
+    images: np.ndarray | H5Rows,
     labels: np.ndarray,
     params: TrainParams,
     *,
@@ -106,7 +108,7 @@ def train(
     std: Sequence[float],
     device: str | torch.device = "cpu",
     teacher: nn.Module | None = None,
-    clean_images: np.ndarray | None = None,
+    clean_images: np.ndarray | H5Rows | None = None,
     alpha: float = 1.0,
     beta: float = 0.0,
     val: tuple[np.ndarray, np.ndarray] | None = None,
@@ -154,11 +156,10 @@ def train(
         log.info("resuming from %s: epochs 1-%d done, continuing at epoch %d", resume.path, state["epoch"],
                  first_epoch)
     amp = autocast(device, params.precision)
-    x_all = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
-    if teacher is not None:
-        x_all = torch.cat([x_all, torch.from_numpy(np.ascontiguousarray(clean_images)).permute(0, 3, 1, 2)], 1)
     y_all = torch.from_numpy(np.asarray(labels, dtype=np.int64))
     n = len(y_all)
+    if len(images) != n:
+        raise ValueError(f"{len(images)} images but {n} labels")
     columns = ["epoch", "loss", "train_acc", "val_acc", "lr", "seconds", "images_per_s"]
     fh = None
     writer = None
@@ -177,15 +178,16 @@ def train(
             total_loss, correct, seen = 0.0, 0, 0
             lr = opt.param_groups[0]["lr"]
             bar = tqdm(
-                range(0, n, params.batch_size), desc=f"epoch {epoch}/{params.epochs}", unit="batch",
+                total=-(-n // params.batch_size), desc=f"epoch {epoch}/{params.epochs}", unit="batch",
                 disable=not progress, mininterval=2.0, leave=False,
             )
-            for start in bar:
-                idx = order[start : start + params.batch_size]
-                if len(idx) < 2:  # BatchNorm cannot train on a single image
-                    continue
-                xb = random_crop_flip(x_all[idx].to(device).float(), params.crop_pad, params.flip, gen)
-                yb = y_all[idx].to(device)
+            batches = [order[s : s + params.batch_size].numpy() for s in range(0, n, params.batch_size)]
+            batches = [b for b in batches if len(b) >= 2]  # BatchNorm cannot train on a single image
+            read = lambda b: (b, read_batch(images, clean_images if teacher is not None else None, b))  # noqa: E731
+            for idx, xb in prefetched(read, batches):
+                bar.update(1)
+                xb = random_crop_flip(xb.to(device).float(), params.crop_pad, params.flip, gen)
+                yb = y_all[torch.from_numpy(idx)].to(device)
                 student_u8 = xb[:, :3] if student_transform is None else student_transform(xb[:, :3], gen)
                 student_x = to_input(student_u8, mean, std).contiguous(memory_format=torch.channels_last)
                 teacher_logits = None
@@ -202,6 +204,7 @@ def train(
                 total_loss += loss.item() * len(idx)
                 correct += (logits.argmax(1) == yb).sum().item()
                 seen += len(idx)
+            bar.close()
             sched.step()
             seconds = time.perf_counter() - t0
             row = {

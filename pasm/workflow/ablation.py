@@ -22,11 +22,13 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Sequence
 
+import h5py
 import numpy as np
 import torch
 
 from pasm.data.atomic import atomic_path
 from pasm.data.h5store import read_faces, read_table
+from pasm.data.rows import H5Rows
 from pasm.nn.inference import resolve_device
 from pasm.nn.models import load_model
 from pasm.train.erasing import RandomErasing, class_activation_maps, erase_regions
@@ -90,6 +92,29 @@ def variant_names(ablation: dict[str, Any]) -> list[str]:
 # --------------------------------------------------------------------------- stage
 
 
+ERASE_BLOCK = 500
+"""Faces erased per Grad-CAM pass and write (adversarial erasing): memory holds this many; a
+multiple of the Grad-CAM batch (50), so the batches are those of one pass over all faces."""
+
+
+def write_erased(images: Any, labels: np.ndarray, model_path: str | Path, threshold: float, device: str,
+                 out_path: str | Path) -> None:
+    """Adversarial erasing (Table 6): each face with its Grad-CAM region above ``threshold`` filled
+    with the mean colour (zero after normalisation), written to ``out_path`` block by block."""
+    model, meta = load_model(model_path, resolve_device(device))
+    fill = np.rint(255 * np.asarray(meta["mean"])).astype(np.uint8)
+    erased, total = 0, 0
+    with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as f:
+        out = f.create_dataset("images", shape=tuple(images.shape), dtype=np.uint8, chunks=(1, *images.shape[1:]))
+        for start in range(0, len(images), ERASE_BLOCK):
+            block = np.asarray(images[start:start + ERASE_BLOCK])
+            maps = class_activation_maps(model, meta["arch"], block, labels[start:start + ERASE_BLOCK], meta["mean"],
+                                         meta["std"], device=resolve_device(device))
+            out[start:start + len(block)] = erase_regions(block, maps, threshold, fill)
+            erased, total = erased + int((maps > threshold).sum()), total + maps.size
+    log.info("adversarial erasing: %.1f%% of pixels erased on average", 100 * erased / max(total, 1))
+
+
 def train_variant(
     *, variant: dict[str, Any], faces_path: str | Path, round0_path: str | Path, out_model: str | Path,
     out_log: str | Path, dataset: str, schedule: dict[str, Any], alpha: float, beta: float,
@@ -108,24 +133,22 @@ def train_variant(
                   stage=f"ablation/{v.name}", progress=progress, extra_meta={"ablation": v.name})
     if v.images == "clean":
         rows = train_rows(faces, train_split, train_subset, seed)
-        images, labels = faces.images[rows], faces.labels[rows]
+        images, labels = faces.images.subset(rows), faces.labels[rows]
         transform = None
         if v.erasing == "random_erasing":
             transform = RandomErasing(erasing["probability"], erasing["area"], erasing["aspect"])
         elif v.erasing == "adv_erasing":
-            model, meta = load_model(round0_path, resolve_device(device))
-            maps = class_activation_maps(model, meta["arch"], images, labels, meta["mean"], meta["std"],
-                                         device=resolve_device(device))
-            fill = np.rint(255 * np.asarray(meta["mean"])).astype(np.uint8)  # zero after normalisation
-            images = erase_regions(images, maps, erasing["threshold"], fill)
-            log.info("adversarial erasing: %.1f%% of pixels erased on average",
-                     100 * float((maps > erasing["threshold"]).mean()))
+            erased_path = Path(out_model).with_name(f"{Path(out_model).stem}.erased.h5")
+            write_erased(images, labels, round0_path, erasing["threshold"], device, erased_path)
+            images = H5Rows(erased_path)
         fit_student(images=images, labels=labels, rows=rows, init_path=round0_path, student_transform=transform,
                     **common)
+        if v.erasing == "adv_erasing":
+            erased_path.unlink(missing_ok=True)
         return
     if masked_path is None:
         raise ValueError(f"ablation {v.name!r} needs masked images")
-    masked, _ = read_table(masked_path)
+    masked, _ = read_table(masked_path, lazy=("images",))
     start = init_path if v.learner == "cross_network" else round0_path
     fit_student(images=masked["images"], labels=masked["labels"], rows=masked["index"], init_path=start, **common)
 

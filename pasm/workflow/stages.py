@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+import h5py
 import numpy as np
 import torch
 
@@ -54,13 +55,11 @@ def make_faces(*, dataset: str, fmt: str, root: str, options: dict[str, Any], im
     record of how its faces were made (the stages that use a split check that it exists)."""
     output = read_dataset(fmt, root, options)
     preparation = face_preparation({"format": fmt, "root": root, "image_size": image_size, "align": align,
-                                    **({fmt: options} if fmt in ("rafdb", "ckplus") else {})})
-    faces = build_faces(
+                                    **({fmt: options} if fmt in ("rafdb", "ckplus", "affectnet", "fer2013") else {})})
+    return build_faces(
         output, image_size, attrs={"dataset": dataset, "format": fmt, "root": root, "preparation": preparation},
-        align=align, device=resolve_device(device), resize=resize,
+        align=align, device=resolve_device(device), resize=resize, out_path=out_path,
     )
-    write_faces(out_path, faces)
-    return faces
 
 
 def train_rows(faces: Faces, split: str, subset: int | None, seed: int) -> np.ndarray:
@@ -101,7 +100,7 @@ def _val(faces: Faces, val_split: str | None) -> tuple[np.ndarray, np.ndarray] |
     if not val_split:
         return None
     rows = faces.rows(val_split)
-    return faces.images[rows], faces.labels[rows]
+    return faces.images.subset(rows), faces.labels[rows]
 
 
 def resume_state(out_model: str | Path, stage: str, inputs: Sequence[str | Path], settings: dict[str, Any]) -> Resume:
@@ -139,7 +138,7 @@ def pretrain(
     meta.update(pretrained=model["pretrained"])
     resume = resume_state(out_model, "pretrain", [faces_path], params)
     history = train(
-        net, faces.images[rows], faces.labels[rows], train_params, mean=meta["mean"], std=meta["std"],
+        net, faces.images.subset(rows), faces.labels[rows], train_params, mean=meta["mean"], std=meta["std"],
         device=device, val=_val(faces, val_split), log_csv=out_log, progress=progress, resume=resume,
     )
     meta["history"] = history
@@ -183,6 +182,31 @@ def _gpu_slot(device: str, gpus: int, gpu_lock_dir: str | None):
     return claim_gpu(n, lock_dir)
 
 
+SEARCH_BLOCK = 500
+"""Images searched together: memory holds this many (and their candidates), whatever the shard's
+size. Randomness is keyed by global index, so blocks do not change which pixels are found."""
+
+
+def search_blocks(model: torch.nn.Module, images: Any, labels: np.ndarray, indices: np.ndarray, *,
+                  meta: dict[str, Any], params: Any, device: str, progress: bool) -> dict[str, np.ndarray]:
+    """search_points over ``images`` (in memory or H5Rows) SEARCH_BLOCK images at a time; the
+    per-image results concatenated."""
+    from pasm.search import search_points
+
+    parts = []
+    for s in range(0, len(labels), SEARCH_BLOCK):
+        block = slice(s, s + SEARCH_BLOCK)
+        parts.append(search_points(model, np.asarray(images[block]), labels[block], mean=meta["mean"],
+                                   std=meta["std"], params=params, device=device, progress=progress,
+                                   indices=indices[block]))
+        if progress and len(labels) > SEARCH_BLOCK:
+            log.info("searched %d of %d images", min(s + SEARCH_BLOCK, len(labels)), len(labels))
+    if not parts:
+        return search_points(model, np.zeros((0, *images.shape[1:]), np.uint8), labels, mean=meta["mean"],
+                             std=meta["std"], params=params, device=device, progress=False, indices=indices)
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
 def search_shard(
     *, faces_path: str | Path, model_path: str | Path, out_path: str | Path, scatteritem: str, rnd: int,
     search: dict[str, Any], train_split: str, train_subset: int | None, seed: int, device: str = "cpu",
@@ -192,7 +216,7 @@ def search_shard(
     ``search`` block's strategy and budget."""
     import os
 
-    from pasm.search import SearchParams, search_points
+    from pasm.search import SearchParams
     from pasm.workflow.gpu_slots import visible_devices_env
 
     shard, n_shards = parse_scatteritem(scatteritem)
@@ -213,10 +237,8 @@ def search_shard(
             refine_population=search["refine_population"], precision=search["precision"],
         )
         t0 = time.perf_counter()
-        found = search_points(
-            model, faces.images[sel], faces.labels[sel], mean=meta["mean"], std=meta["std"], params=params,
-            device=torch_device, progress=progress, indices=np.arange(start, stop),
-        )
+        found = search_blocks(model, faces.images.subset(sel), faces.labels[sel], np.arange(start, stop),
+                              meta=meta, params=params, device=torch_device, progress=progress)
         seconds = time.perf_counter() - t0
     table = {"index": sel.astype(np.int64), **{k: found[k] for k in POINT_FIELDS if k != "index"}}
     log.info(
@@ -259,19 +281,41 @@ def gather_points(*, shard_paths: Sequence[str | Path], faces_path: str | Path, 
                                   "search_seconds": sum(a["seconds"] for a in attrs)})
 
 
+MASK_BLOCK = 512
+"""Faces masked per read and write: memory holds this many, whatever the training set's size."""
+
+
 def make_masked(*, faces_path: str | Path, points_path: str | Path, out_h5: str | Path, out_png: str | Path,
                 mask_size: int, dataset: str, rnd: int) -> None:
     """Build the augmented training set: each image with its S x S patch (S = ``mask_size``) filled
-    with its point's RGB (Sec. 3.3, Alg. 1 l.6-7)."""
+    with its point's RGB (Sec. 3.3, Alg. 1 l.6-7), read and written MASK_BLOCK faces at a time."""
     faces = read_faces(faces_path)
     points, _ = read_table(points_path)
     idx = points["index"]
-    clean = faces.images[idx]
-    masked = apply_masks(clean, points["x"], points["y"], points["rgb"], mask_size)
-    write_table(out_h5, {"images": masked, "labels": faces.labels[idx], "index": idx, "x": points["x"],
-                         "y": points["y"], "rgb": points["rgb"]}, {"mask_size": mask_size, "round": rnd})
-    masked_grid(clean, masked, faces.labels[idx], points["x"], points["y"], CLASSES, out_png,
+    shape = faces.images.shape[1:]
+    with atomic_path(out_h5) as tmp, h5py.File(tmp, "w") as f:
+        out = f.create_dataset("images", shape=(len(idx), *shape), dtype=np.uint8,
+                               chunks=(1, *shape) if len(idx) else None)
+        for start in range(0, len(idx), MASK_BLOCK):
+            block = slice(start, start + MASK_BLOCK)
+            out[block] = apply_masks(faces.images[idx[block]], points["x"][block], points["y"][block],
+                                     points["rgb"][block], mask_size)
+        for key, value in (("labels", faces.labels[idx]), ("index", idx), ("x", points["x"]), ("y", points["y"]),
+                           ("rgb", points["rgb"])):
+            f.create_dataset(key, data=value)
+        for key, value in {"mask_size": mask_size, "round": rnd}.items():
+            f.attrs[key] = json.dumps(value)
+    labels = faces.labels[idx]
+    shown = np.sort(np.concatenate([np.flatnonzero(labels == c)[:4] for c in range(len(CLASSES))]))
+    clean = faces.images[idx[shown]]
+    masked_grid(clean, apply_masks(clean, points["x"][shown], points["y"][shown], points["rgb"][shown], mask_size),
+                labels[shown], points["x"][shown], points["y"][shown], CLASSES, out_png, per_class=4,
                 title=f"{dataset} round {rnd}: masked training samples (S={mask_size})")
+
+
+def read_masked(path: str | Path) -> dict[str, Any]:
+    """masked.h5's columns, its images read on demand."""
+    return read_table(path, lazy=("images",))[0]
 
 
 def finetune(
@@ -281,7 +325,7 @@ def finetune(
 ) -> None:
     """Round r: student (initialised from the teacher) trained on masked images with Eq. 4."""
     faces = read_faces(faces_path)
-    masked, _ = read_table(masked_path)
+    masked = read_masked(masked_path)
     fit_student(faces=faces, images=masked["images"], labels=masked["labels"], rows=masked["index"],
                 init_path=teacher_path, out_model=out_model, out_log=out_log, dataset=dataset, rnd=rnd,
                 schedule=schedule, alpha=alpha, beta=beta, val_split=val_split, seed=seed, device=device,
@@ -307,7 +351,7 @@ def fit_student(
     resume = resume_state(out_model, stage, inputs, {**params, "extra": extra_meta})
     history = train(
         init, images, labels, train_params, mean=imeta["mean"], std=imeta["std"], device=torch_device,
-        teacher=teacher, clean_images=faces.images[rows] if teacher is not None else None, alpha=alpha, beta=beta,
+        teacher=teacher, clean_images=faces.images.subset(rows) if teacher is not None else None, alpha=alpha, beta=beta,
         val=_val(faces, val_split), log_csv=out_log, progress=progress, resume=resume,
         student_transform=student_transform,
     )
@@ -360,7 +404,7 @@ def evaluate(*, faces_path: str | Path, model_path: str | Path, out_json: str | 
     sets = [("splits", s, faces.rows(s)) for s in splits] + [("subsets", s, r) for s, r in subsets.items()]
     predictions = {}
     for kind, set_name, rows in sets:
-        logits = predict_logits(model, faces.images[rows], meta["mean"], meta["std"], device=device)
+        logits = predict_logits(model, faces.images.subset(rows), meta["mean"], meta["std"], device=device)
         predictions[f"{kind}/{set_name}"] = {"rows": rows.astype(np.int64), "labels": faces.labels[rows],
                                              "logits": logits.astype(np.float32)}
         m = classification_metrics(faces.labels[rows], logits.argmax(1), CLASSES)
@@ -386,6 +430,10 @@ def evaluate(*, faces_path: str | Path, model_path: str | Path, out_json: str | 
     return result
 
 
+EVAL_BLOCK = 1000
+"""Faces resized per block in cross-evaluation (a multiple of predict_logits' batch of 50)."""
+
+
 def resize_images(images: np.ndarray, size: int) -> np.ndarray:
     """Bicubic resize of uint8 (N, H, W, 3) images to size x size (no-op when already that size)."""
     if images.shape[1:3] == (size, size):
@@ -406,8 +454,9 @@ def cross_evaluate(*, target_faces: str | Path, model_path: str | Path, out_json
     model, meta = load_model(model_path, device)
     present = sorted(set(faces.labels.tolist()) & set(range(len(meta["classes"]))))
     rows = np.flatnonzero(np.isin(faces.labels, present))
-    images = resize_images(faces.images[rows], meta["image_size"])
-    logits = predict_logits(model, images, meta["mean"], meta["std"], device=device)
+    logits = np.concatenate([  # resized block by block: memory holds one block of either size
+        predict_logits(model, resize_images(block, meta["image_size"]), meta["mean"], meta["std"], device=device)
+        for _, block in faces.images.subset(rows).blocks(EVAL_BLOCK)] or [np.zeros((0, len(meta["classes"])))])
     pred = np.array(present)[logits[:, present].argmax(1)]
     result = {
         "source": source, "target": target, "round": rnd, "model": str(model_path),
