@@ -5,7 +5,7 @@ import copy
 import pytest
 import yaml
 
-from pasm.workflow.config import ConfigError, load_config, validate_config
+from pasm.workflow.config import ConfigError, load_config, reader_options, validate_config
 
 from conftest import REPO
 
@@ -100,4 +100,55 @@ def test_missing_data_roots_are_named_with_their_key(tmp_path, monkeypatch):
     (tmp_path / "data" / "fer2013.csv.gz").write_bytes(b"")
     (tmp_path / "raf" / "lists").mkdir()
     (tmp_path / "raf" / "lists" / "occlusion.txt").write_text("")
+    validate_config(cfg, check_paths=True)
+
+
+def test_affectnet_format_and_block_validate_and_reach_the_reader():
+    cfg = validate_config({"datasets": {"a": {"format": "affectnet", "root": "data/affectnet",
+                                              "affectnet": {"contempt": "disgust"}}}})
+    assert cfg["datasets"]["a"]["affectnet"] == {"contempt": "disgust"}
+    assert reader_options(cfg["datasets"]["a"]) == {"contempt": "disgust"}
+    default = validate_config({"datasets": {"a": {"format": "affectnet", "root": "x"}}})["datasets"]["a"]
+    assert reader_options(default) == {"contempt": "drop"}
+
+
+@pytest.mark.parametrize(
+    ("block", "key", "message"),
+    [
+        ({"affectnet": {"contempt": 3}}, "datasets.d.affectnet.contempt", "3 is not of type 'string'"),
+        ({"affectnet": {"contempt": "smirk"}}, "datasets.d.affectnet.contempt", "'smirk' is neither 'drop' nor one of"),
+        ({"affectnet": {"folds": 3}}, "datasets.d.affectnet", "Additional properties are not allowed"),
+        ({"fer2013": {"ferplus": 5}}, "datasets.d.fer2013.ferplus", "5 is not of type 'string', 'null'"),
+        ({"fer2013": {"contempt": ["drop"]}}, "datasets.d.fer2013.contempt", "is not of type 'string'"),
+        ({"fer2013": {"contempt": "smirk"}}, "datasets.d.fer2013.contempt", "'smirk' is neither 'drop' nor one of"),
+    ],
+)
+def test_bad_affectnet_and_fer2013_blocks_name_their_key(block, key, message):
+    cfg = {"datasets": {"d": {"format": "affectnet", "root": "x", **block}}}
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg)
+    assert f"\n  {key}: " in str(err.value) and message in str(err.value)
+
+
+def test_fer2013_block_passes_options_only_with_ferplus():
+    plain = validate_config({"datasets": {"f": {"format": "fer2013", "root": "fer2013.csv"}}})["datasets"]["f"]
+    assert plain["fer2013"] == {"ferplus": None, "contempt": "drop"}
+    assert reader_options(plain) == {}  # as before the block existed: faces.h5 built before stays valid
+    cfg = {"datasets": {"f": {"format": "fer2013", "root": "fer2013.csv",
+                              "fer2013": {"ferplus": "fer2013new.csv", "contempt": "sad"}}}}
+    assert reader_options(validate_config(cfg)["datasets"]["f"]) == {"ferplus": "fer2013new.csv", "contempt": "sad"}
+
+
+def test_missing_ferplus_file_is_named_with_its_key(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "fer2013.csv").write_text("")
+    cfg = {"datasets": {"f": {"format": "fer2013", "root": "fer2013.csv",
+                              "fer2013": {"ferplus": "new/fer2013new.csv"}}}}
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg, check_paths=True)
+    assert str(err.value).splitlines()[1:] == [
+        f"  datasets.f.fer2013.ferplus: new/fer2013new.csv does not exist "
+        f"(paths are relative to {tmp_path}, where snakemake runs)"]
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / "fer2013new.csv").write_text("")
     validate_config(cfg, check_paths=True)

@@ -531,8 +531,8 @@ def test_read_dataset_dispatch(tmp_path):
     for fmt in ("folder", "demo"):
         assert len(read_dataset(fmt, root, {"class_map": {"contempt": "disgust"}}).records) == 3
     assert len(read_dataset("ckplus", _ck48(tmp_path / "ck"), {"folds": 3}).records) == 18
-    with pytest.raises(ValueError, match="unknown data set format 'affectnet'.*'ckplus'.*'rafdb'"):
-        read_dataset("affectnet", root, {})
+    with pytest.raises(ValueError, match="unknown data set format 'sfew'.*'affectnet'.*'ckplus'.*'rafdb'"):
+        read_dataset("sfew", root, {})
     with pytest.raises(ValueError, match=r"unknown reader option\(s\) \['fold'\]; accepted: \['contempt', 'folds'"):
         read_dataset("ckplus", root, {"fold": 3})
 

@@ -31,3 +31,17 @@ def canonical_index(name: str) -> int:
     if key not in ALIASES:
         raise KeyError(f"unknown expression label {name!r}; known: {sorted(ALIASES)}")
     return CLASSES.index(ALIASES[key])
+
+
+def contempt_target(option: str, dataset: str) -> int | None:
+    """Parse a reader's `contempt` option: None to drop contempt, else the canonical index it maps into.
+
+    Contempt is not one of the seven classes; CK+, AffectNet and FER+ label it, so each reader
+    either drops those faces (counted) or merges them into a class the user names.
+    """
+    if option == "drop":
+        return None
+    try:
+        return canonical_index(option)
+    except (KeyError, AttributeError):
+        raise ValueError(f"{dataset} contempt option {option!r}: expected 'drop' or one of {list(CLASSES)}") from None

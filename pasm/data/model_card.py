@@ -39,6 +39,8 @@ def _pre_aligned(ds: dict[str, Any]) -> bool:
         return (ds.get("rafdb") or {}).get("images", "aligned") == "aligned"
     if fmt == "ckplus":
         return not (Path(ds["root"]) / "cohn-kanade-images").is_dir()  # the reader's own layout test
+    if fmt == "affectnet":
+        return False  # photos, aligned by pasm from the release's landmarks (or cropped with its boxes)
     return True  # fer2013, folder, demo
 
 

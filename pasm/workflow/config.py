@@ -106,21 +106,27 @@ def _semantic_errors(cfg: dict[str, Any]) -> list[str]:
             errors.append(f"datasets.{name}.ckplus.test_fold: {ck['test_fold']} is not below folds={ck['folds']}")
         if ck["val_fold"] is not None and (ck["val_fold"] >= ck["folds"] or ck["val_fold"] == ck["test_fold"]):
             errors.append(f"datasets.{name}.ckplus.val_fold: {ck['val_fold']} must be below folds and differ from test_fold")
-        if ck["contempt"] != "drop" and ck["contempt"] not in CLASSES:
-            errors.append(f"datasets.{name}.ckplus.contempt: {ck['contempt']!r} is neither 'drop' nor one of {list(CLASSES)}")
+        for block in ("ckplus", "affectnet", "fer2013"):
+            contempt = ds[block]["contempt"]
+            if contempt != "drop" and contempt not in CLASSES:
+                errors.append(f"datasets.{name}.{block}.contempt: {contempt!r} is neither 'drop' nor one of "
+                              f"{list(CLASSES)}")
     return errors
 
 
 def _root_errors(cfg: dict[str, Any]) -> list[str]:
-    """Data roots and RAF-DB list files that do not exist, relative to the working directory (the
-    directory Snakemake runs in): the run would otherwise stop later, or reuse faces built before.
-    The demo's root is exempt: the workflow generates it."""
+    """Data roots, RAF-DB list files and FER+ vote files that do not exist, relative to the working
+    directory (the directory Snakemake runs in): the run would otherwise stop later, or reuse faces
+    built before. The demo's root is exempt: the workflow generates it."""
     errors = []
     where = f"(paths are relative to {Path.cwd()}, where snakemake runs)"
     for name, ds in cfg["datasets"].items():
         root = Path(ds["root"])
         if ds["format"] != "demo" and not root.exists():
             errors.append(f"datasets.{name}.root: {ds['root']} does not exist {where}")
+        ferplus = ds["fer2013"]["ferplus"]
+        if ds["format"] == "fer2013" and ferplus and not Path(ferplus).exists():
+            errors.append(f"datasets.{name}.fer2013.ferplus: {ferplus} does not exist {where}")
         if ds["format"] != "rafdb":
             continue
         for key in ("occlusion_list", "pose30_list", "pose45_list"):
@@ -164,10 +170,16 @@ def load_config(path: str | Path) -> dict[str, Any]:
 
 
 def reader_options(ds: dict[str, Any]) -> dict[str, Any]:
-    """The keyword options of a data set's reader, taken from its config block."""
+    """The keyword options of a data set's reader, taken from its config block.
+
+    FER2013 without ferplus gets none, as before the fer2013 block existed: contempt means nothing
+    there, and unchanged options keep Snakemake from rebuilding faces.h5 built before.
+    """
     fmt = ds["format"]
     if fmt in ("demo", "folder"):
         return {"class_map": ds["class_map"]}
-    if fmt in ("rafdb", "ckplus"):
+    if fmt in ("rafdb", "ckplus", "affectnet"):
         return dict(ds[fmt])
+    if fmt == "fer2013" and ds["fer2013"]["ferplus"]:
+        return dict(ds["fer2013"])
     return {}

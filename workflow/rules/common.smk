@@ -108,7 +108,7 @@ def method_key(*keys):
 
 
 def reader_options_of(wildcards):
-    """The reader's keyword options (class_map, or the rafdb/ckplus block)."""
+    """The reader's keyword options (class_map, or the rafdb/ckplus/affectnet/fer2013 block)."""
     return reader_options(dataset_cfg(wildcards.ds))
 
 
@@ -132,11 +132,14 @@ def demo_settings(wildcards):
 
 
 def dataset_source(wildcards):
-    """What faces.h5 is built from: the generated demo's manifest, or the user's data root."""
+    """What faces.h5 is built from: the generated demo's manifest, or the user's data root (and
+    RAF-DB's list files or the FER+ vote file)."""
     ds = dataset_cfg(wildcards.ds)
     if ds["format"] == "demo":
         return [f"{ds['root'].rstrip('/')}/manifest.csv"]
     lists = []
+    if ds["format"] == "fer2013" and ds["fer2013"]["ferplus"]:
+        lists.append(ds["fer2013"]["ferplus"])
     if ds["format"] == "rafdb":
         for key in ("occlusion_list", "pose30_list", "pose45_list"):
             given = ds["rafdb"][key]

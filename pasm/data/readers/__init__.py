@@ -6,6 +6,7 @@ import inspect
 from pathlib import Path
 from typing import Any, Callable
 
+from pasm.data.readers.affectnet import read_affectnet
 from pasm.data.readers.ckplus import read_ckplus
 from pasm.data.readers.fer2013 import read_fer2013
 from pasm.data.readers.folder import read_folder_dataset
@@ -20,6 +21,7 @@ READERS: dict[str, Callable[..., ReaderOutput]] = {
     "rafdb": read_rafdb,
     "fer2013": read_fer2013,
     "ckplus": read_ckplus,
+    "affectnet": read_affectnet,
 }
 """Data set format name (config `format`) -> reader taking the root plus keyword options."""
 

@@ -29,7 +29,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from pasm.data.labels import CLASSES, canonical_index
+from pasm.data.labels import CLASSES, canonical_index, contempt_target
 from pasm.data.readers.folder import image_files
 from pasm.data.readers.records import (
     Record,
@@ -69,16 +69,6 @@ def _subject(path: Path, stem: str) -> str:
     if match is None:
         raise ValueError(f"{path}: cannot parse subject id from the file name (expected Sxxx_yyy_zzzzzzzz)")
     return match.group(1)
-
-
-def _contempt_target(contempt: str) -> int | None:
-    """None to drop contempt, else the canonical index it is mapped into."""
-    if contempt == "drop":
-        return None
-    try:
-        return canonical_index(contempt)
-    except KeyError:
-        raise ValueError(f"CK+ contempt option {contempt!r}: expected 'drop' or one of {list(CLASSES)}") from None
 
 
 def _read_code(path: Path) -> int:
@@ -234,7 +224,7 @@ def read_ckplus(
     does not depend on the contempt option.
     """
     root = require_dir(root, "CK+")
-    target = _contempt_target(contempt)
+    target = contempt_target(contempt, "CK+")
     faces, skipped, original = _read_faces(root)
     subjects = {face.subject for face in faces}
     _check_folds(folds, test_fold, val_fold, len(subjects))

@@ -5,6 +5,9 @@ ids are already canonical (0 Angry ... 6 Neutral). Usage Training -> split "trai
 PrivateTest keep their names; any of them may be absent. Sources are "<csv path>:<line>".
 Folder copy: root/<train|test>/<angry|disgust|...|neutral>/*.jpg -> splits "train"/"test"
 (other split folders are read under their own names). All faces are already aligned.
+FER+ (ferplus= Microsoft's fer2013new.csv, CSV only): its majority votes replace the labels row for
+row and its raw votes become Record.values; rows without a FER+ label are counted skips
+(pasm/data/readers/ferplus.py); contempt= drops FER+'s contempt or maps it into a class.
 
 Bad input: missing file or folder (or a folder with neither train/ nor test/) -> FileNotFoundError;
 an empty file, a truncated or damaged .gz, a .gz name on a plain file, a row with more fields than
@@ -13,22 +16,22 @@ a missing column -> ValueError naming the file and the expected header; an emoti
 integer or a Usage that is empty -> ValueError "file:line: cannot parse ..."; an emotion outside
 0-6 or an unknown Usage -> ValueError naming file:line and the value; a row whose pixel count is
 not 2,304 or with values outside 0-255 -> counted skip "file:line: reason". Blank lines are ignored.
+ferplus with the folder copy -> ValueError (the votes pair with the CSV's rows).
 """
 
 from __future__ import annotations
 
-import gzip
 import logging
-import re
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from pasm.data.labels import CLASSES, NUM_CLASSES
+from pasm.data.labels import CLASSES, NUM_CLASSES, contempt_target
+from pasm.data.readers import ferplus as fp
 from pasm.data.readers.folder import read_folder_dataset
 from pasm.data.readers.records import Record, ReaderOutput
+from pasm.data.readers.tables import csv_table, data_rows, require_columns
 
 log = logging.getLogger(__name__)
 
@@ -36,42 +39,13 @@ COLUMNS = ("emotion", "pixels", "Usage")
 USAGE_SPLITS = {"Training": "train", "PublicTest": "PublicTest", "PrivateTest": "PrivateTest"}
 SIDE = 48
 NUM_PIXELS = SIDE * SIDE
-FIRST_DATA_LINE = 2  # line 1 is the header
 
 
-def _parser_message(path: Path, exc: pd.errors.ParserError) -> str:
-    """pandas' parser error as "file:line: cannot parse ..." (pandas counts lines from 1, the header included)."""
-    text = str(exc).strip().replace("Error tokenizing data. C error: ", "")
-    line = re.search(r"\bin line (\d+)", text)
-    return f"{path}:{line.group(1)}: cannot parse the CSV: {text}" if line else f"{path}: cannot parse the CSV: {text}"
-
-
-def _csv_table(path: Path) -> pd.DataFrame:
-    """pandas' parse of the file; its failures (empty, truncated or mislabelled .gz, bad rows) as ValueErrors naming it."""
-    try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=False)
-    except pd.errors.EmptyDataError:
-        raise ValueError(f"{path}: empty file; expected the header {','.join(COLUMNS)} and data rows") from None
-    except (EOFError, zlib.error) as exc:
-        raise ValueError(f"{path}: truncated or damaged compressed file ({exc}); copy or download it again") from None
-    except gzip.BadGzipFile as exc:
-        raise ValueError(f"{path}: not a gzip file although its name ends in .gz ({exc})") from None
-    except pd.errors.ParserError as exc:
-        raise ValueError(_parser_message(path, exc)) from None
-    except UnicodeDecodeError:
-        raise ValueError(f"{path}: cannot parse: not UTF-8 text (is this the FER2013 CSV?)") from None
-
-
-def _read_table(path: Path) -> pd.DataFrame:
-    """All columns as strings, blank lines kept as empty rows so row i is line i + 2."""
-    table = _csv_table(path)
-    missing = [c for c in COLUMNS if c not in table.columns]
-    if missing:
-        raise ValueError(
-            f"{path}: missing column(s) {missing}; expected the header {','.join(COLUMNS)} "
-            f"(found {','.join(map(str, table.columns))})"
-        )
-    return table
+def _read_table(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
+    """The data rows (all columns as strings, blank lines dropped) and the file line of each."""
+    table = csv_table(path, COLUMNS, "the FER2013 CSV")
+    require_columns(path, table, COLUMNS)
+    return data_rows(table, COLUMNS)
 
 
 def _labels(path: Path, emotion: pd.Series, lines: np.ndarray) -> np.ndarray:
@@ -130,27 +104,63 @@ def _pixels(path: Path, pixels: list[str], lines: np.ndarray) -> tuple[np.ndarra
     return out.reshape(-1, SIDE, SIDE), ok, skipped
 
 
-def _read_csv(path: Path) -> ReaderOutput:
-    """Read the challenge CSV: vectorised label and split checks, one C-level parse per pixel row."""
-    table = _read_table(path)
-    lines = np.arange(len(table)) + FIRST_DATA_LINE
-    blank = (table[list(COLUMNS)] == "").all(axis=1).to_numpy()
-    table, lines = table.loc[~blank], lines[~blank]
+def _label_map(votes: Path | None, target: int | None, kinds: dict[str, int]) -> dict[str, str]:
+    """Documentation of the labels used (FER2013's emotion ids, or FER+'s majority votes) and the Usage splits."""
+    if votes is None:
+        label_map = {f"{i} ({name.capitalize()})": name for i, name in enumerate(CLASSES)}
+    else:
+        label_map = fp.ferplus_label_map(votes, target, kinds)
+    label_map.update({f"Usage {usage}": f"split {split}" for usage, split in USAGE_SPLITS.items()})
+    return label_map
+
+
+def _ferplus(
+    path: Path, table: pd.DataFrame, lines: np.ndarray, ferplus: Path, target: int | None
+) -> tuple[fp.FerPlusLabels, fp.FerPlusVotes]:
+    """FER+ majority labels of the CSV's rows and the votes, after checking that the vote file pairs with them."""
+    votes = fp.read_votes(ferplus)
+    fp.check_pairing(path, lines, table["Usage"].str.strip().to_numpy(dtype=object), votes)
+    return fp.ferplus_labels(path, lines, votes, target), votes
+
+
+def _ferplus_output(
+    path: Path, lines: np.ndarray, splits: np.ndarray, images: np.ndarray, ok: np.ndarray, pixel_skips: list[str],
+    relabelled: tuple[fp.FerPlusLabels, fp.FerPlusVotes], target: int | None,
+) -> ReaderOutput:
+    """Records of the rows with good pixels and a FER+ label (raw votes as values); skips in line order."""
+    result, votes = relabelled
+    records = [
+        Record(f"{path}:{lines[i]}", splits[i], int(result.labels[i]), pixels=images[i],
+               values=fp.vote_values(votes.votes[i]))
+        for i in np.flatnonzero(ok & result.kept)
+    ]
+    by_row = dict(zip(np.flatnonzero(~ok).tolist(), pixel_skips))
+    for row, message in result.dropped.items():
+        by_row.setdefault(row, message)
+    skipped = [by_row[row] for row in sorted(by_row)]
+    return ReaderOutput(records=records, skipped=skipped, label_map=_label_map(votes.path, target, result.kinds))
+
+
+def _read_csv(path: Path, ferplus: Path | None = None, target: int | None = None) -> ReaderOutput:
+    """Read the challenge CSV: vectorised label and split checks, one C-level parse per pixel row;
+    with ferplus, labels are FER+'s majority votes and the raw votes are kept as Record.values."""
+    table, lines = _read_table(path)
     if table.empty:
         raise ValueError(f"{path}: no data rows")
     labels = _labels(path, table["emotion"], lines)
     splits = _splits(path, table["Usage"], lines)
+    relabel = _ferplus(path, table, lines, ferplus, target) if ferplus is not None else None
     images, ok, skipped = _pixels(path, table["pixels"].tolist(), lines)
     images.flags.writeable = False  # records hold views of this one block
     if skipped:
         log.warning("%s: %d rows skipped (first: %s)", path, len(skipped), skipped[0])
-    records = [
-        Record(f"{path}:{lines[i]}", splits[i], int(labels[i]), pixels=images[i])
-        for i in np.flatnonzero(ok)
-    ]
-    label_map = {f"{i} ({name.capitalize()})": name for i, name in enumerate(CLASSES)}
-    label_map.update({f"Usage {usage}": f"split {split}" for usage, split in USAGE_SPLITS.items()})
-    return ReaderOutput(records=records, skipped=skipped, label_map=label_map)
+    if relabel is None:
+        records = [
+            Record(f"{path}:{lines[i]}", splits[i], int(labels[i]), pixels=images[i])
+            for i in np.flatnonzero(ok)
+        ]
+        return ReaderOutput(records=records, skipped=skipped, label_map=_label_map(None, None, {}))
+    return _ferplus_output(path, lines, splits, images, ok, skipped, relabel, target)
 
 
 def _read_image_folders(root: Path) -> ReaderOutput:
@@ -160,11 +170,19 @@ def _read_image_folders(root: Path) -> ReaderOutput:
     return read_folder_dataset(root)
 
 
-def read_fer2013(path: str | Path) -> ReaderOutput:
-    """Read FER2013 from the challenge CSV (file) or the image-folder copy (directory)."""
+def read_fer2013(path: str | Path, ferplus: str | Path | None = None, contempt: str = "drop") -> ReaderOutput:
+    """Read FER2013 from the challenge CSV (file) or the image-folder copy (directory).
+
+    ferplus: Microsoft's fer2013new.csv, whose majority votes replace the CSV's labels (row for
+    row, so only with the CSV); contempt: FER+'s contempt majority dropped, or mapped into a class.
+    """
     path = Path(path)
+    target = contempt_target(contempt, "FER+")
     if path.is_file():
-        return _read_csv(path)
+        return _read_csv(path, Path(ferplus) if ferplus is not None else None, target)
     if path.is_dir():
+        if ferplus is not None:
+            raise ValueError(f"FER2013 ferplus={str(ferplus)!r}: the FER+ votes pair with the rows of fer2013.csv, "
+                             f"but {path} is the image-folder copy; give the CSV as the root")
         return _read_image_folders(path)
     raise FileNotFoundError(f"FER2013: {path} is neither the fer2013.csv(.gz) file nor the image-folder copy")

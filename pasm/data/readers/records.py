@@ -29,6 +29,13 @@ class Record:
     pixels: np.ndarray | None = field(default=None, compare=False, repr=False)
     subject: str = ""
     aligned: bool = True
+    box: tuple[float, float, float, float] | None = None
+    """Face box (x, y, width, height) in image pixels given by the data set: cropped, no detector run."""
+    points: tuple[tuple[float, float], ...] | None = None
+    """Five landmarks given by the data set (eye at the lower x, eye at the higher x, nose tip, mouth
+    corner at the lower x, at the higher x; MTCNN's order), in image pixels: aligned, no detector run."""
+    values: tuple[tuple[str, float], ...] = ()
+    """Continuous annotations kept as faces.h5 columns (AffectNet's valence and arousal)."""
 
     def __post_init__(self) -> None:
         if self.path is None and self.pixels is None:
