@@ -55,7 +55,7 @@ def make_faces(*, dataset: str, fmt: str, root: str, options: dict[str, Any], im
     record of how its faces were made (the stages that use a split check that it exists)."""
     output = read_dataset(fmt, root, options)
     preparation = face_preparation({"format": fmt, "root": root, "image_size": image_size, "align": align,
-                                    **({fmt: options} if fmt in ("rafdb", "ckplus", "affectnet", "fer2013") else {})})
+                                    **({fmt: options} if fmt in ("rafdb", "ckplus", "affectnet") else {})})
     return build_faces(
         output, image_size, attrs={"dataset": dataset, "format": fmt, "root": root, "preparation": preparation},
         align=align, device=resolve_device(device), resize=resize, out_path=out_path,
