@@ -18,18 +18,45 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from pasm.workflow.peak_memory import measure
 
 SPLITS = {"train": 0.8, "val": 0.1, "test": 0.1}
 S = "pasm.workflow.stages:"
 
 
+POOL = 350
+"""Distinct demo faces drawn per set; larger sets repeat them with a shift, mirror and brightness
+change each (the demo renderer takes about 0.1 s per 224 px face: 20,000 would take half an hour)."""
+
+
 def synthetic_set(root: Path, n: int, size: int, seed: int = 0) -> Path:
-    """About n demo faces (7 classes; 80/10/10 % train/val/test) at size px, as PNG folders."""
+    """About n demo faces (7 classes; 80/10/10 % train/val/test) at size px, as PNG folders; up to
+    POOL distinct ones, the rest variations of them."""
+    from PIL import Image, ImageChops, ImageEnhance, ImageOps
+
     from pasm.data.demo_faces import write_demo_dataset
 
-    per_class = {split: max(1, round(n * share / 7)) for split, share in SPLITS.items()}
-    write_demo_dataset(root, seed=seed, size=size, per_class=per_class, label_noise=0.0)
+    want = {split: max(1, round(n * share / 7)) for split, share in SPLITS.items()}
+    scale = min(1.0, POOL / n)
+    pool = root.with_name(root.name + "-pool")
+    write_demo_dataset(pool, seed=seed, size=size, per_class={s: max(1, round(c * scale)) for s, c in want.items()},
+                       label_noise=0.0)
+    rng = np.random.default_rng(seed)
+    for split, count in want.items():
+        for class_dir in sorted((pool / split).iterdir()):
+            sources = sorted(class_dir.glob("*.png"))
+            out = root / split / class_dir.name
+            out.mkdir(parents=True, exist_ok=True)
+            for j in range(count):
+                im = Image.open(sources[j % len(sources)]).convert("RGB")
+                if j >= len(sources):  # a variation: mirrored or not, shifted, brighter or darker
+                    im = ImageOps.mirror(im) if rng.random() < 0.5 else im
+                    im = ImageChops.offset(im, int(rng.integers(-size // 16, size // 16 + 1)), 0)
+                    im = ImageEnhance.Brightness(im).enhance(float(rng.uniform(0.8, 1.2)))
+                im.save(out / f"{j:06d}.png")
+    shutil.rmtree(pool)
     return root
 
 
@@ -52,7 +79,7 @@ def run_stages(work: Path, n: int, size: int, args: argparse.Namespace, stages: 
     print(f"  {n} faces at {size} px written in {time.perf_counter() - t0:.0f} s", flush=True)
     faces = str(out / "faces.h5")
     model = {"arch": "compact", "width": args.width, "pretrained": "none", "weights_file": None}
-    schedule = {"epochs": 1, "batch_size": 64, "lr": 0.05, "lr_milestones": [1], "crop_pad": 4,
+    schedule = {"epochs": 1, "batch_size": getattr(args, "batch_size", 64), "lr": 0.05, "lr_milestones": [1], "crop_pad": 4,
                 "precision": args.precision}
     common = {"train_split": "train", "train_subset": None, "seed": 0}
     jobs = {
@@ -105,6 +132,7 @@ def main() -> None:
     parser.add_argument("--factor", type=int, default=4, help="the larger set has factor x n faces (1: one set)")
     parser.add_argument("--size", type=int, default=96)
     parser.add_argument("--width", type=int, default=32, help="compact network width")
+    parser.add_argument("--batch-size", type=int, default=64, help="training batch")
     parser.add_argument("--population", type=int, default=4, help="DE population (small: memory, not strength)")
     parser.add_argument("--generations", type=int, default=1)
     parser.add_argument("--top-k", type=int, default=8, help="seeded search's seeds in the N / factor N table")

@@ -7,11 +7,14 @@ Usage (from the repository root): .venv/bin/python benchmarks/training.py [width
 from __future__ import annotations
 
 import sys
+import tempfile
 import time
 
+import h5py
 import numpy as np
 import torch
 
+from pasm.data.rows import H5Rows
 from pasm.nn.models import IMAGENET_MEAN, IMAGENET_STD, build_model
 from pasm.train.training import TrainParams, train
 
@@ -32,11 +35,16 @@ def floor_rate(width: int, size: int, n: int, batch: int, channels_last: bool = 
     return (n // batch) * batch / (time.perf_counter() - start)
 
 
-def loop_rate(width: int, size: int, n: int, batch: int) -> float:
-    """Images/s of pasm.train.training.train for one epoch over n uint8 images (augmentation included)."""
+def loop_rate(width: int, size: int, n: int, batch: int, from_file: str | None = None) -> float:
+    """Images/s of pasm.train.training.train for one epoch over n uint8 images (augmentation
+    included), held in memory or (``from_file``) read batch by batch from an HDF5 file as the stages do."""
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
     labels = rng.integers(0, 7, n)
+    if from_file:
+        with h5py.File(from_file, "w") as f:
+            f.create_dataset("images", data=images, chunks=(1, size, size, 3))
+        images = H5Rows(from_file)
     params = TrainParams(epochs=1, batch_size=batch, lr=0.01, lr_milestones=[1], crop_pad=4)
     hist = train(build_model("compact", 7, width), images, labels, params, mean=IMAGENET_MEAN, std=IMAGENET_STD,
                  progress=False)
@@ -51,11 +59,15 @@ def main() -> None:
     floor_rate(width, size, 256, 128)  # warm-up
     plain = floor_rate(width, size, n, 128, channels_last=False)
     floor, ours = floor_rate(width, size, n, 128), loop_rate(width, size, n, 128)
+    with tempfile.TemporaryDirectory() as tmp:
+        streamed = loop_rate(width, size, n, 128, from_file=f"{tmp}/faces.h5")
     print(f"compact width {width}, {size}x{size}, batch 128, {n} images")
     print(f"floor, NCHW (forward+backward+step on random tensors):     {plain:8.1f} img/s")
     print(f"floor, channels_last (the memory format pasm's loop uses): {floor:8.1f} img/s")
     print(f"pasm training loop:                                        {ours:8.1f} img/s")
+    print(f"pasm training loop, batches read from HDF5 (the stages):   {streamed:8.1f} img/s")
     print(f"floor / loop: {floor / ours:.2f}x   (loop / NCHW floor: {ours / plain:.2f}x)")
+    print(f"in memory / from HDF5: {ours / streamed:.2f}x")
 
 
 if __name__ == "__main__":

@@ -93,6 +93,8 @@ class H5Rows:
         return out if len(uniq) == len(wanted) and np.array_equal(slot, np.arange(len(wanted))) else out[slot]
 
     def __getitem__(self, item: Any) -> np.ndarray:
+        if isinstance(item, tuple):  # rows first, then the rest as numpy would index the array
+            return self[item[0]][(slice(None),) * (not isinstance(item[0], (int, np.integer))) + item[1:]]
         if isinstance(item, slice):
             return self.read(np.arange(len(self.rows))[item])
         if isinstance(item, (int, np.integer)):
