@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from pasm.evaluate.summary import collect, format_table
 
@@ -23,7 +24,9 @@ def _parser() -> argparse.ArgumentParser:
                     "Exit status 0 if every file was read, 2 if some could not be.",
     )
     predict.add_argument("paths", nargs="+", metavar="PATH",
-                         help="image files, or folders searched recursively for .jpg/.jpeg/.png/.bmp/.webp")
+                         help="image files, or folders searched recursively for .jpg/.jpeg/.png/.bmp/.webp; "
+                              "video files (.mp4, .avi, .mov, .mkv, .webm) and, with --frames, folders of frames "
+                              "are read as videos (a CSV per video, see --out)")
     predict.add_argument("--model", required=True, help="a model file, e.g. results/<ds>/round<r>/model.pt")
     predict.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                          help="auto: CUDA when available (default)")
@@ -33,6 +36,16 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--min-face-prob", type=float, default=0.9,
                          help="leave out detections MTCNN is less sure of than this (default 0.9)")
     predict.add_argument("--annotate", metavar="DIR", help="also write each photo with boxes and top labels to DIR")
+    video = predict.add_argument_group("videos")
+    video.add_argument("--frames", action="store_true", help="read folders as videos: frame images sorted by name")
+    video.add_argument("--fps", type=float, default=25.0, help="frame rate of frame folders (default 25)")
+    video.add_argument("--every", type=int, default=1, help="classify every Nth frame (default 1: all)")
+    video.add_argument("--window", type=int, default=5,
+                       help="average each track's probabilities over this many sampled frames (default 5)")
+    video.add_argument("--out", default=".", metavar="DIR",
+                       help="where <video>.csv (frame, time, track, box, probabilities, label) goes (default .)")
+    video.add_argument("--annotate-video", action="store_true", help="also write <video>.annotated.mp4 to --out")
+    video.add_argument("--plot", action="store_true", help="also plot each track's expressions over time to --out")
 
     export = sub.add_parser(
         "export", help="write a model file as ONNX (needs the 'export' extra)",
@@ -49,8 +62,11 @@ def _predict(args: argparse.Namespace) -> int:
     from pasm.app.predict import Predictor, find_images, predict_files
     from pasm.nn.models import NotAModelFile
 
-    inputs = find_images(args.paths)
-    if not inputs:
+    from pasm.app.video import is_video
+
+    videos = [p for p in args.paths if is_video(p) or (args.frames and Path(p).is_dir())]
+    inputs = find_images([p for p in args.paths if p not in videos])
+    if not inputs and not videos:
         print(f"pasm predict: no images found in {' '.join(args.paths)}", file=sys.stderr)
         return 1
     try:
@@ -61,10 +77,35 @@ def _predict(args: argparse.Namespace) -> int:
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         print(f"pasm predict: cannot use model {args.model}: {exc}", file=sys.stderr)
         return 1
-    unreadable = predict_files(inputs, predictor, sys.stdout, args.annotate, args.detect_batch_size)
+    unreadable = predict_files(inputs, predictor, sys.stdout, args.annotate, args.detect_batch_size) if inputs else 0
+    unreadable += _predict_videos(videos, predictor, args)
     if unreadable:
-        print(f"pasm predict: {unreadable} of {len(inputs)} files could not be read", file=sys.stderr)
+        print(f"pasm predict: {unreadable} of {len(inputs) + len(videos)} files could not be read", file=sys.stderr)
     return 2 if unreadable else 0
+
+
+def _predict_videos(videos: list[str], predictor: object, args: argparse.Namespace) -> int:
+    """Each video's CSV (and annotated video, plot) under --out, one JSON line per video; returns the unreadable count."""
+    import json
+
+    from pasm.app.video import predict_video
+
+    unreadable = 0
+    for path in videos:
+        stem = Path(Path(path).name).stem or "frames"
+        out = Path(args.out)
+        record = {"file": str(path), "csv": str(out / f"{stem}.csv")}
+        try:
+            counts = predict_video(path, predictor, out / f"{stem}.csv", every=args.every, window=args.window,
+                                   fps=args.fps, annotate_video=out / f"{stem}.annotated.mp4" if args.annotate_video
+                                   else None, plot=out / f"{stem}.tracks.png" if args.plot else None)
+            record.update(status="ok", **counts)
+        except (ValueError, OSError) as exc:
+            unreadable += 1
+            record.update(status="error", error=str(exc))
+            print(f"pasm predict: {exc}", file=sys.stderr, flush=True)
+        print(json.dumps(record), flush=True)
+    return unreadable
 
 
 def _export(args: argparse.Namespace) -> int:

@@ -138,6 +138,13 @@ def face_record(file: str, index: int, face: Face, classes: Sequence[str]) -> di
 
 def annotate(image: np.ndarray, faces: Sequence[Face], classes: Sequence[str], path: Path) -> None:
     """Write a copy of the photo with each face's box and top label drawn (PIL), creating folders as needed."""
+    im = annotated(image, faces, classes)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    im.save(path)
+
+
+def annotated(image: np.ndarray, faces: Sequence[Face], classes: Sequence[str]) -> Image.Image:
+    """A copy of the RGB image with each face's box and top label drawn."""
     im = Image.fromarray(image)
     draw = ImageDraw.Draw(im)
     side = max(image.shape[:2])
@@ -153,8 +160,7 @@ def annotate(image: np.ndarray, faces: Sequence[Face], classes: Sequence[str], p
         label_y = y0 - dy if y0 - dy >= 0 else y1
         draw.rectangle((x0, label_y, x0 + right - left + 2 * width, label_y + dy), fill=(255, 40, 40))
         draw.text((x0 + width, label_y + width - (upper - y0)), text, fill=(255, 255, 255), font=font)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    im.save(path)
+    return im
 
 
 def _annotation_path(folder: Path, relative: Path, used: set[Path]) -> Path:

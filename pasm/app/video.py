@@ -1,0 +1,266 @@
+"""`pasm predict` on videos: every Nth frame's faces classified, tracked across frames by box
+overlap, their probabilities smoothed over a window of sampled frames, written as CSV.
+
+Frames come from a video file (PyAV: its wheel carries its own FFmpeg, no system ffmpeg) or from
+a folder of frame images (sorted by name, at a given frame rate). A face joins the live track
+whose last box overlaps it most (IoU at least ``min_iou``, each track at most one face per
+frame); otherwise it starts a new track. A track not seen for ``max_missed`` sampled frames ends.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from pasm.app.predict import IMAGE_SUFFIXES, Face, Predictor, annotated
+from pasm.data.align import load_image
+
+log = logging.getLogger(__name__)
+
+VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"})
+"""Files `pasm predict` reads as videos (compared case-insensitively)."""
+
+
+def is_video(path: str | Path) -> bool:
+    """Whether a path names a video file by its extension."""
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded frame: its index in the video, its time in seconds and its RGB pixels."""
+
+    index: int
+    time: float
+    rgb: np.ndarray
+
+
+def frame_count(path: str | Path, fps: float = 25.0) -> tuple[int, float]:
+    """(number of frames, if the container says; 0 otherwise) and frames per second of a video or frame folder."""
+    path = Path(path)
+    if path.is_dir():
+        return len([p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]), fps
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        rate = float(stream.average_rate or stream.guessed_rate or fps)
+        return int(stream.frames or 0), rate
+
+
+def read_frames(path: str | Path, every: int = 1, fps: float = 25.0) -> Iterator[Frame]:
+    """Frames 0, every, 2 every, ... of a video file or a folder of frame images (at ``fps``).
+
+    An unreadable video is a ValueError naming it; an unreadable frame image is skipped with a warning.
+    """
+    if every < 1:
+        raise ValueError(f"every must be >= 1, got {every}")
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise ValueError(f"{path}: no frame images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        for i in range(0, len(files), every):
+            try:
+                yield Frame(i, i / fps, load_image(files[i]))
+            except ValueError as exc:
+                log.warning("skipped frame %s: %s", files[i], exc)
+        return
+    import av
+
+    try:
+        container = av.open(str(path))
+    except (av.FFmpegError, OSError) as exc:
+        raise ValueError(f"cannot read video {path}: {exc}") from None
+    with container:
+        if not container.streams.video:
+            raise ValueError(f"{path} has no video stream")
+        stream = container.streams.video[0]
+        rate = float(stream.average_rate or stream.guessed_rate or fps)
+        try:
+            for i, frame in enumerate(container.decode(stream)):
+                if i % every == 0:
+                    t = float(frame.time) if frame.time is not None else i / rate
+                    yield Frame(i, t, frame.to_ndarray(format="rgb24"))
+        except av.FFmpegError as exc:
+            raise ValueError(f"cannot decode video {path} after frame {i}: {exc}") from None
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two (x0, y0, x1, y1) boxes."""
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+@dataclass
+class Track:
+    """One face followed over frames: id, last box, recent probabilities, sampled frames since last seen."""
+
+    id: int
+    box: np.ndarray
+    window: deque
+    missed: int = 0
+
+    def smoothed(self) -> np.ndarray:
+        """Mean of the probabilities in the window (a distribution again: rows sum to 1)."""
+        return np.mean(np.stack(self.window), axis=0)
+
+
+@dataclass
+class Tracker:
+    """Greedy IoU tracking of per-frame face boxes, with a moving average of each track's probabilities."""
+
+    window: int = 5
+    min_iou: float = 0.3
+    max_missed: int = 5
+    tracks: list[Track] = field(default_factory=list)
+    next_id: int = 1
+
+    def update(self, faces: Sequence[Face]) -> list[tuple[Track, Face]]:
+        """Assign this frame's faces to tracks (best overlaps first); returns (track, face) per face."""
+        pairs = sorted(((iou(t.box, f.box), ti, fi) for ti, t in enumerate(self.tracks)
+                        for fi, f in enumerate(faces)), reverse=True)
+        used_t, used_f, out = set(), set(), {}
+        for overlap, ti, fi in pairs:
+            if overlap < self.min_iou:
+                break
+            if ti in used_t or fi in used_f:
+                continue
+            used_t.add(ti)
+            used_f.add(fi)
+            out[fi] = self.tracks[ti]
+        for fi, face in enumerate(faces):
+            if fi not in out:
+                track = Track(self.next_id, face.box, deque(maxlen=self.window))
+                self.next_id += 1
+                self.tracks.append(track)
+                out[fi] = track
+        for fi, face in enumerate(faces):
+            track = out[fi]
+            track.box, track.missed = face.box, 0
+            track.window.append(face.probabilities)
+        seen = {id(t) for t in out.values()}
+        for track in self.tracks:
+            if id(track) not in seen:
+                track.missed += 1
+        self.tracks = [t for t in self.tracks if t.missed <= self.max_missed]
+        return [(out[fi], faces[fi]) for fi in range(len(faces))]
+
+
+def csv_columns(classes: Sequence[str]) -> list[str]:
+    """The CSV header: frame, time, track, box, the smoothed probability of each class, label."""
+    return ["frame", "time", "track", "x0", "y0", "x1", "y1", *classes, "label"]
+
+
+def predict_video(path: str | Path, predictor: Predictor, out_csv: str | Path, *, every: int = 1, window: int = 5,
+                  fps: float = 25.0, annotate_video: str | Path | None = None, plot: str | Path | None = None,
+                  progress: bool = True) -> dict[str, Any]:
+    """Classify the faces of every ``every``-th frame, track and smooth them, write the CSV (and on
+    request an annotated video and a plot of each track over time); returns counts."""
+    tracker = Tracker(window=window)
+    total, rate = frame_count(path, fps)
+    rows: list[dict[str, Any]] = []
+    writer_video = None
+    sampled = 0
+    out_csv = Path(out_csv)
+    out_csv.parent.mkdir(parents=True, exist_ok=True)
+    with open(out_csv, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, csv_columns(predictor.classes))
+        writer.writeheader()
+        bar = tqdm(total=-(-total // every) if total else None, desc=f"{Path(path).name}", unit="frame",
+                   disable=not progress, mininterval=1.0)
+        try:
+            for frame in read_frames(path, every, fps):
+                sampled += 1
+                faces = predictor.predict([frame.rgb])[0]
+                shown = []
+                for track, face in tracker.update(faces):
+                    probs = track.smoothed()
+                    row = {"frame": frame.index, "time": round(frame.time, 4), "track": track.id,
+                           **dict(zip(("x0", "y0", "x1", "y1"), (round(float(v), 1) for v in face.box))),
+                           **{c: round(float(p), 6) for c, p in zip(predictor.classes, probs)},
+                           "label": predictor.classes[int(np.argmax(probs))]}
+                    writer.writerow(row)
+                    rows.append(row)
+                    shown.append(Face(face.box, face.detection, face.crop, probs))
+                if annotate_video is not None:
+                    writer_video = writer_video or _VideoWriter(annotate_video, rate / every, frame.rgb.shape)
+                    writer_video.write(_annotated(frame.rgb, shown, predictor.classes))
+                bar.update(1)
+        finally:
+            bar.close()
+            if writer_video is not None:
+                writer_video.close()
+    if plot is not None:
+        track_plot(rows, predictor.classes, plot, title=f"{Path(path).name}: expressions per track")
+    tracks = sorted({r["track"] for r in rows})
+    log.info("%s: %d frames sampled, %d face rows, %d tracks -> %s", path, sampled, len(rows), len(tracks), out_csv)
+    return {"frames": sampled, "rows": len(rows), "tracks": len(tracks)}
+
+
+def _annotated(rgb: np.ndarray, faces: Sequence[Face], classes: Sequence[str]) -> np.ndarray:
+    """The frame with boxes and smoothed top labels drawn, as the photo annotation draws them."""
+    return np.asarray(annotated(rgb, faces, classes).convert("RGB"))
+
+
+class _VideoWriter:
+    """An H.264 (or MPEG-4 where H.264 is missing) video written frame by frame with PyAV."""
+
+    def __init__(self, path: str | Path, rate: float, shape: tuple[int, ...]) -> None:
+        import av
+        from fractions import Fraction
+
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.container = av.open(str(path), "w")
+        codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+        self.stream = self.container.add_stream(codec, rate=Fraction(rate).limit_denominator(1000))
+        self.stream.height, self.stream.width = shape[0] // 2 * 2, shape[1] // 2 * 2  # yuv420p needs even sides
+        self.stream.pix_fmt = "yuv420p"
+
+    def write(self, rgb: np.ndarray) -> None:
+        import av
+
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb[: self.stream.height, : self.stream.width]),
+                                           format="rgb24")
+        for packet in self.stream.encode(frame):
+            self.container.mux(packet)
+
+    def close(self) -> None:
+        for packet in self.stream.encode():
+            self.container.mux(packet)
+        self.container.close()
+
+
+def track_plot(rows: Sequence[dict[str, Any]], classes: Sequence[str], path: str | Path, title: str = "") -> None:
+    """One panel per track: each class's smoothed probability over time (stacked areas)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tracks = sorted({r["track"] for r in rows})
+    fig, axes = plt.subplots(max(1, len(tracks)), 1, figsize=(8, 2.2 * max(1, len(tracks))), squeeze=False)
+    for ax, track in zip(axes[:, 0], tracks):
+        mine = [r for r in rows if r["track"] == track]
+        t = [r["time"] for r in mine]
+        ax.stackplot(t, *[[r[c] for r in mine] for c in classes], labels=list(classes))
+        ax.set_ylim(0, 1)
+        ax.set_ylabel(f"track {track}")
+    axes[-1, 0].set_xlabel("time (s)")
+    axes[0, 0].legend(loc="upper right", fontsize=7, ncol=len(classes))
+    if title:
+        fig.suptitle(title, fontsize=9)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
