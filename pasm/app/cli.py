@@ -47,6 +47,17 @@ def _parser() -> argparse.ArgumentParser:
     video.add_argument("--annotate-video", action="store_true", help="also write <video>.annotated.mp4 to --out")
     video.add_argument("--plot", action="store_true", help="also plot each track's expressions over time to --out")
 
+    serve = sub.add_parser(
+        "serve", help="an HTTP service: POST /predict, GET /health, and a page at / to try photos",
+        description="Load the detector and the model once and answer HTTP requests until interrupted.",
+    )
+    serve.add_argument("--model", required=True, help="a model file, e.g. results/<ds>/round<r>/model.pt")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    serve.add_argument("--max-mb", type=float, default=10.0, help="largest accepted upload in MiB (default 10)")
+    serve.add_argument("--min-face-prob", type=float, default=0.9)
+
     export = sub.add_parser(
         "export", help="write a model file as ONNX (needs the 'export' extra)",
         description="ONNX input 'pixels': uint8 (N, H, W, 3) aligned faces; output 'probabilities': float32 (N, C); "
@@ -108,6 +119,29 @@ def _predict_videos(videos: list[str], predictor: object, args: argparse.Namespa
     return unreadable
 
 
+def _serve(args: argparse.Namespace) -> int:
+    """Run `pasm serve`; 1 with a one-line message when the model file or the extra is not usable."""
+    from pasm.nn.models import NotAModelFile
+
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+
+        from pasm.app.serve import serve
+    except ImportError as exc:
+        print(f"pasm serve: {exc}; install the extra: pip install 'pasm[serve]'", file=sys.stderr)
+        return 1
+    try:
+        serve(args.model, args.host, args.port, args.device, int(args.max_mb * 2**20), args.min_face_prob)
+    except (NotAModelFile, FileNotFoundError) as exc:
+        print(f"pasm serve: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        print(f"pasm serve: cannot use model {args.model}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _export(args: argparse.Namespace) -> int:
     """Run `pasm export`; prints the written path and the measured ONNX/PyTorch difference."""
     try:
@@ -134,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         return _predict(args)
     if args.command == "export":
         return _export(args)
+    if args.command == "serve":
+        return _serve(args)
     rows = collect(args.dataset_dir)
     if not rows:
         print(f"no metrics.json under {args.dataset_dir}/round*/", file=sys.stderr)
