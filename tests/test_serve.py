@@ -147,3 +147,12 @@ def test_the_page_shows_boxed_faces_and_seven_bars_in_headless_chromium(server, 
     finally:
         chrome.quit()
     assert (tmp_path / "page.png").stat().st_size > 0
+
+
+def test_a_bad_model_file_stops_the_service_at_start_up_with_one_line(tmp_path):
+    bad = tmp_path / "weights.pt"
+    bad.write_bytes(b"PK\x03\x04 truncated")
+    proc = subprocess.run([sys.executable, "-m", "pasm.app.cli", "serve", "--model", str(bad), "--port",
+                           str(_free_port())], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert "pasm serve:" in proc.stderr and str(bad) in proc.stderr

@@ -60,8 +60,9 @@ def _rows(path: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
-def test_a_moving_face_is_one_track_over_every_sampled_frame(model, tmp_path, capsys):
-    video = _write_video(tmp_path / "clip.mp4", _clip_frames())
+@pytest.mark.parametrize("suffix", [".mp4", ".avi"])
+def test_a_moving_face_is_one_track_over_every_sampled_frame(model, tmp_path, capsys, suffix):
+    video = _write_video(tmp_path / f"clip{suffix}", _clip_frames())
     out = tmp_path / "out"
     code = main(["predict", str(video), "--model", str(model), "--device", "cpu", "--every", "2", "--window", "3",
                  "--out", str(out), "--annotate-video", "--plot"])
