@@ -79,7 +79,7 @@ def run_stages(work: Path, n: int, size: int, args: argparse.Namespace, stages: 
     print(f"  {n} faces at {size} px written in {time.perf_counter() - t0:.0f} s", flush=True)
     faces = str(out / "faces.h5")
     model = {"arch": "compact", "width": args.width, "pretrained": "none", "weights_file": None}
-    schedule = {"epochs": 1, "batch_size": getattr(args, "batch_size", 64), "lr": 0.05, "lr_milestones": [1], "crop_pad": 4,
+    schedule = {"epochs": 1, "batch_size": args.batch_size, "lr": 0.05, "lr_milestones": [1], "crop_pad": 4,
                 "precision": args.precision}
     common = {"train_split": "train", "train_subset": None, "seed": 0}
     jobs = {

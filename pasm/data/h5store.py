@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import h5py
 import numpy as np
@@ -181,12 +181,26 @@ def read_faces(path: str | Path, with_images: bool = True) -> Faces:
         )
 
 
-def write_table(path: str | Path, table: dict[str, np.ndarray], attrs: dict[str, Any] | None = None) -> None:
-    """Write equal-length arrays as datasets of one HDF5 file, atomically."""
+def write_table(path: str | Path, table: dict[str, np.ndarray], attrs: dict[str, Any] | None = None,
+                images: tuple[tuple[int, ...], Iterable[np.ndarray]] | None = None) -> None:
+    """Write equal-length arrays as datasets of one HDF5 file, atomically. ``images`` (shape,
+    blocks) adds a uint8 "images" dataset written block by block as the blocks are made, so it
+    never needs to be in memory at once (masked.h5)."""
     lengths = {k: len(v) for k, v in table.items()}
+    if images is not None:
+        lengths["images"] = images[0][0]
     if len(set(lengths.values())) > 1:
         raise ValueError(f"columns differ in length: {lengths}")
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        if images is not None:
+            shape, blocks = images
+            out = f.create_dataset("images", shape=shape, dtype=np.uint8, chunks=(1, *shape[1:]) if shape[0] else None)
+            start = 0
+            for block in blocks:
+                out[start:start + len(block)] = block
+                start += len(block)
+            if start != shape[0]:
+                raise ValueError(f"{path}: {start} images written, {shape[0]} expected")
         for key, value in table.items():
             value = np.asarray(value)
             chunks = (1, *value.shape[1:]) if value.ndim == 4 and len(value) else None

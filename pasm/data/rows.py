@@ -79,18 +79,13 @@ class H5Rows:
 
     def read(self, positions: np.ndarray) -> np.ndarray:
         """The rows at ``positions`` (any order, repeats allowed) as one array."""
-        positions = np.asarray(positions, dtype=np.int64)
-        wanted = self.rows[positions]
-        order = np.argsort(wanted, kind="stable")
-        uniq, first = np.unique(wanted[order], return_index=True)
+        wanted = self.rows[np.asarray(positions, dtype=np.int64)]
+        uniq, inverse = np.unique(wanted, return_inverse=True)  # sorted file rows, read once each
         out = np.empty((len(uniq), *self._file_shape[1:]), dtype=self.dtype)
         dset = self._dataset()
         for pos, row, n in runs(uniq):
             dset.read_direct(out, np.s_[row:row + n], np.s_[pos:pos + n])
-        # map each requested position back to its unique row
-        slot = np.empty(len(wanted), dtype=np.int64)
-        slot[order] = np.repeat(np.arange(len(uniq)), np.diff(np.concatenate([first, [len(wanted)]])))
-        return out if len(uniq) == len(wanted) and np.array_equal(slot, np.arange(len(wanted))) else out[slot]
+        return out if np.array_equal(uniq, wanted) else out[inverse.reshape(-1)]
 
     def __getitem__(self, item: Any) -> np.ndarray:
         if isinstance(item, tuple):  # rows first, then the rest as numpy would index the array
@@ -113,9 +108,3 @@ class H5Rows:
         for start in range(0, len(self.rows), size):
             yield start, self[start:start + size]
 
-
-def as_rows(images: np.ndarray | H5Rows) -> np.ndarray | H5Rows:
-    """Check that ``images`` is uint8 (N, H, W, 3), in memory or lazy; returned unchanged."""
-    if images.dtype != np.uint8 or len(images.shape) != 4 or images.shape[-1] != 3:
-        raise ValueError(f"images must be uint8 (N, H, W, 3), got {images.dtype} {tuple(images.shape)}")
-    return images

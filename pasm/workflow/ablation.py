@@ -22,17 +22,16 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Sequence
 
-import h5py
 import numpy as np
 import torch
 
 from pasm.data.atomic import atomic_path
-from pasm.data.h5store import read_faces, read_table
+from pasm.data.h5store import read_faces, read_table, write_table
 from pasm.data.rows import H5Rows
 from pasm.nn.inference import resolve_device
 from pasm.nn.models import load_model
 from pasm.train.erasing import RandomErasing, class_activation_maps, erase_regions
-from pasm.workflow.stages import fit_student, train_rows
+from pasm.workflow.stages import fit_student, read_masked, train_rows
 
 log = logging.getLogger(__name__)
 
@@ -103,15 +102,19 @@ def write_erased(images: Any, labels: np.ndarray, model_path: str | Path, thresh
     with the mean colour (zero after normalisation), written to ``out_path`` block by block."""
     model, meta = load_model(model_path, resolve_device(device))
     fill = np.rint(255 * np.asarray(meta["mean"])).astype(np.uint8)
-    erased, total = 0, 0
-    with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as f:
-        out = f.create_dataset("images", shape=tuple(images.shape), dtype=np.uint8, chunks=(1, *images.shape[1:]))
+    counts = {"erased": 0, "total": 0}
+
+    def blocks():
         for start in range(0, len(images), ERASE_BLOCK):
             block = np.asarray(images[start:start + ERASE_BLOCK])
             maps = class_activation_maps(model, meta["arch"], block, labels[start:start + ERASE_BLOCK], meta["mean"],
                                          meta["std"], device=resolve_device(device))
-            out[start:start + len(block)] = erase_regions(block, maps, threshold, fill)
-            erased, total = erased + int((maps > threshold).sum()), total + maps.size
+            counts["erased"] += int((maps > threshold).sum())
+            counts["total"] += maps.size
+            yield erase_regions(block, maps, threshold, fill)
+
+    write_table(out_path, {}, images=(tuple(images.shape), blocks()))
+    erased, total = counts["erased"], counts["total"]
     log.info("adversarial erasing: %.1f%% of pixels erased on average", 100 * erased / max(total, 1))
 
 
@@ -148,7 +151,7 @@ def train_variant(
         return
     if masked_path is None:
         raise ValueError(f"ablation {v.name!r} needs masked images")
-    masked, _ = read_table(masked_path, lazy=("images",))
+    masked = read_masked(masked_path)
     start = init_path if v.learner == "cross_network" else round0_path
     fit_student(images=masked["images"], labels=masked["labels"], rows=masked["index"], init_path=start, **common)
 

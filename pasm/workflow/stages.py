@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-import h5py
 import numpy as np
 import torch
 
@@ -194,16 +193,13 @@ def search_blocks(model: torch.nn.Module, images: Any, labels: np.ndarray, indic
     from pasm.search import search_points
 
     parts = []
-    for s in range(0, len(labels), SEARCH_BLOCK):
+    for s in range(0, max(len(labels), 1), SEARCH_BLOCK):  # an empty shard still gets its (empty) arrays
         block = slice(s, s + SEARCH_BLOCK)
         parts.append(search_points(model, np.asarray(images[block]), labels[block], mean=meta["mean"],
                                    std=meta["std"], params=params, device=device, progress=progress,
                                    indices=indices[block]))
         if progress and len(labels) > SEARCH_BLOCK:
             log.info("searched %d of %d images", min(s + SEARCH_BLOCK, len(labels)), len(labels))
-    if not parts:
-        return search_points(model, np.zeros((0, *images.shape[1:]), np.uint8), labels, mean=meta["mean"],
-                             std=meta["std"], params=params, device=device, progress=False, indices=indices)
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
@@ -292,25 +288,13 @@ def make_masked(*, faces_path: str | Path, points_path: str | Path, out_h5: str 
     faces = read_faces(faces_path)
     points, _ = read_table(points_path)
     idx = points["index"]
-    shape = faces.images.shape[1:]
-    with atomic_path(out_h5) as tmp, h5py.File(tmp, "w") as f:
-        out = f.create_dataset("images", shape=(len(idx), *shape), dtype=np.uint8,
-                               chunks=(1, *shape) if len(idx) else None)
-        for start in range(0, len(idx), MASK_BLOCK):
-            block = slice(start, start + MASK_BLOCK)
-            out[block] = apply_masks(faces.images[idx[block]], points["x"][block], points["y"][block],
-                                     points["rgb"][block], mask_size)
-        for key, value in (("labels", faces.labels[idx]), ("index", idx), ("x", points["x"]), ("y", points["y"]),
-                           ("rgb", points["rgb"])):
-            f.create_dataset(key, data=value)
-        for key, value in {"mask_size": mask_size, "round": rnd}.items():
-            f.attrs[key] = json.dumps(value)
-    labels = faces.labels[idx]
-    shown = np.sort(np.concatenate([np.flatnonzero(labels == c)[:4] for c in range(len(CLASSES))]))
-    clean = faces.images[idx[shown]]
-    masked_grid(clean, apply_masks(clean, points["x"][shown], points["y"][shown], points["rgb"][shown], mask_size),
-                labels[shown], points["x"][shown], points["y"][shown], CLASSES, out_png, per_class=4,
-                title=f"{dataset} round {rnd}: masked training samples (S={mask_size})")
+    blocks = (apply_masks(faces.images[idx[b]], points["x"][b], points["y"][b], points["rgb"][b], mask_size)
+              for b in (slice(s, s + MASK_BLOCK) for s in range(0, len(idx), MASK_BLOCK)))
+    write_table(out_h5, {"labels": faces.labels[idx], "index": idx, "x": points["x"], "y": points["y"],
+                         "rgb": points["rgb"]}, {"mask_size": mask_size, "round": rnd},
+                images=((len(idx), *faces.images.shape[1:]), blocks))
+    masked_grid(faces.images.subset(idx), read_masked(out_h5)["images"], faces.labels[idx], points["x"], points["y"],
+                CLASSES, out_png, title=f"{dataset} round {rnd}: masked training samples (S={mask_size})")
 
 
 def read_masked(path: str | Path) -> dict[str, Any]:
