@@ -6,7 +6,7 @@ CORES ?= 2
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.pasm-installed
 
-.PHONY: demo test lint env clean-results
+.PHONY: demo test test-fast lint format env clean-results
 
 env: $(STAMP)
 
@@ -21,13 +21,25 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake --cores $(CORES) results/demo/round3/metrics.json
 
-# The rule files as Snakemake's linter and snakefmt want them (CI runs this before the tests).
+# The Python code as ruff wants it, the rule files as Snakemake's linter and snakefmt want them
+# (CI runs this before the tests); `make format` rewrites both into that form.
 lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake --lint --workflow-profile none
 	$(BIN)/snakefmt --check workflow/
 
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+	$(BIN)/snakefmt workflow/
+
+# Every test (CI), or the ones that need no Snakemake run (a minute or two).
 test: $(STAMP)
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q -m "not workflow"
 
 clean-results:
 	rm -rf results data/demo .snakemake

@@ -1,5 +1,5 @@
 """Peak resident memory of every pipeline stage at N and factor x N synthetic faces of one size,
-each stage run alone in a fresh process (pasm.workflow.peak_memory): a table of peak MiB per stage
+each stage run alone in a fresh process (benchmarks/peak_memory.py): a table of peak MiB per stage
 and the ratio peak(factor N) / peak(N), plus the seeded search alone at its own size, and JSON.
 
 Usage (from the repository root):
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from pasm.workflow.peak_memory import measure
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # peak_memory.py beside this file
+from peak_memory import measure  # noqa: E402
 
 SPLITS = {"train": 0.8, "val": 0.1, "test": 0.1}
-S = "pasm.workflow.stages:"
 
 
 POOL = 350
@@ -36,13 +37,18 @@ def synthetic_set(root: Path, n: int, size: int, seed: int = 0) -> Path:
     POOL distinct ones, the rest variations of them."""
     from PIL import Image, ImageChops, ImageEnhance, ImageOps
 
-    from pasm.data.demo_faces import write_demo_dataset
+    from pasm.data.demo_dataset import write_demo_dataset
 
     want = {split: max(1, round(n * share / 7)) for split, share in SPLITS.items()}
     scale = min(1.0, POOL / n)
     pool = root.with_name(root.name + "-pool")
-    write_demo_dataset(pool, seed=seed, size=size, per_class={s: max(1, round(c * scale)) for s, c in want.items()},
-                       label_noise=0.0)
+    write_demo_dataset(
+        pool,
+        seed=seed,
+        size=size,
+        per_class={s: max(1, round(c * scale)) for s, c in want.items()},
+        label_noise=0.0,
+    )
     rng = np.random.default_rng(seed)
     for split, count in want.items():
         for class_dir in sorted((pool / split).iterdir()):
@@ -64,13 +70,22 @@ def search_block(strategy: str, args: argparse.Namespace, fer_run: bool = False)
     """The search settings of one strategy: a small budget (memory, not strength, is measured), or
     (``fer_run``) the seeded settings of the FER2013 run that peaked at 12.8 GB (top_k 40, 20 x 2)."""
     top_k, refine_population, refine_generations = (40, 20, 2) if fer_run else (args.top_k, 4, 1)
-    return {"strategy": strategy, "population": args.population, "generations": args.generations, "scale_f": 0.5,
-            "batch_size": 50, "top_k": top_k, "refine_generations": refine_generations,
-            "refine_population": refine_population, "precision": args.precision}
+    return {
+        "strategy": strategy,
+        "population": args.population,
+        "generations": args.generations,
+        "scale_f": 0.5,
+        "batch_size": 50,
+        "top_k": top_k,
+        "refine_generations": refine_generations,
+        "refine_population": refine_population,
+        "precision": args.precision,
+    }
 
 
-def run_stages(work: Path, n: int, size: int, args: argparse.Namespace, stages: list[str],
-               fer_run: bool = False) -> dict[str, dict]:
+def run_stages(
+    work: Path, n: int, size: int, args: argparse.Namespace, stages: list[str], fer_run: bool = False
+) -> dict[str, dict]:
     """Make the set, then run each stage once in its own process; {stage: {peak_mb, seconds}}."""
     data, out = work / "data", work / "out"
     out.mkdir(parents=True, exist_ok=True)
@@ -79,38 +94,126 @@ def run_stages(work: Path, n: int, size: int, args: argparse.Namespace, stages: 
     print(f"  {n} faces at {size} px written in {time.perf_counter() - t0:.0f} s", flush=True)
     faces = str(out / "faces.h5")
     model = {"arch": "compact", "width": args.width, "pretrained": "none", "weights_file": None}
-    schedule = {"epochs": 1, "batch_size": args.batch_size, "lr": 0.05, "lr_milestones": [1], "crop_pad": 4,
-                "precision": args.precision}
-    common = {"train_split": "train", "train_subset": None, "seed": 0}
-    jobs = {
-        "faces": (S + "make_faces", dict(dataset="bench", fmt="demo", root=str(data), options={"class_map": {}},
-                                         image_size=size, align={}, out_path=faces)),
-        "pretrain": (S + "pretrain", dict(faces_path=faces, out_model=str(out / "round0.pt"),
-                                          out_log=str(out / "round0.csv"), dataset="bench", model=model,
-                                          schedule=schedule, val_split="val", progress=False, **common)),
-        "search_de": (S + "search_shard", dict(faces_path=faces, model_path=str(out / "round0.pt"),
-                                               out_path=str(out / "shard_de.h5"), scatteritem="1-of-1", rnd=1,
-                                               search=search_block("de", args), progress=False, **common)),
-        "search_seeded": (S + "search_shard", dict(faces_path=faces, model_path=str(out / "round0.pt"),
-                                                   out_path=str(out / "shard_seeded.h5"), scatteritem="1-of-1",
-                                                   rnd=1, search=search_block("seeded", args, fer_run), progress=False,
-                                                   **common)),
-        "gather": (S + "gather_points", dict(shard_paths=[str(out / "shard_de.h5")], faces_path=faces,
-                                             out_path=str(out / "points.h5"), **common)),
-        "masking": (S + "make_masked", dict(faces_path=faces, points_path=str(out / "points.h5"),
-                                            out_h5=str(out / "masked.h5"), out_png=str(out / "masked.png"),
-                                            mask_size=max(3, size // 7), dataset="bench", rnd=1)),
-        "finetune": (S + "finetune", dict(faces_path=faces, masked_path=str(out / "masked.h5"),
-                                          teacher_path=str(out / "round0.pt"), out_model=str(out / "round1.pt"),
-                                          out_log=str(out / "round1.csv"), dataset="bench", rnd=1,
-                                          schedule=schedule, alpha=1.0, beta=0.1, val_split="val", seed=0,
-                                          progress=False)),
-        "evaluate": (S + "evaluate", dict(faces_path=faces, model_path=str(out / "round1.pt"),
-                                          out_json=str(out / "metrics.json"), out_png=str(out / "confusion.png"),
-                                          dataset="bench", rnd=1, val_split="val", eval_splits=["test"])),
+    schedule = {
+        "epochs": 1,
+        "batch_size": args.batch_size,
+        "lr": 0.05,
+        "lr_milestones": [1],
+        "crop_pad": 4,
+        "precision": args.precision,
     }
-    before = {"pretrain": "faces", "search_de": "pretrain", "search_seeded": "pretrain", "gather": "search_de",
-              "masking": "gather", "finetune": "masking", "evaluate": "finetune"}
+    common = {"train_split": "train", "train_subset": None, "seed": 0}
+    w = "pasm.workflow."
+    round0, shard_de, points = str(out / "round0.pt"), str(out / "shard_de.h5"), str(out / "points.h5")
+    jobs = {
+        "faces": (
+            w + "data:faces",
+            dict(
+                source=[str(data)],
+                faces=faces,
+                ds="bench",
+                fmt="demo",
+                root=str(data),
+                options={"class_map": {}},
+                image_size=size,
+                align={},
+            ),
+        ),
+        "pretrain": (
+            w + "train:pretrain",
+            dict(
+                faces=faces,
+                model=round0,
+                train_log=str(out / "round0.csv"),
+                ds="bench",
+                network=model,
+                schedule=schedule,
+                val_split="val",
+                progress=False,
+                **common,
+            ),
+        ),
+        "search_de": (
+            w + "search:search_points",
+            dict(
+                faces=faces,
+                model=round0,
+                points=shard_de,
+                scatteritem="1-of-1",
+                r=1,
+                search=search_block("de", args),
+                progress=False,
+                **common,
+            ),
+        ),
+        "search_seeded": (
+            w + "search:search_points",
+            dict(
+                faces=faces,
+                model=round0,
+                points=str(out / "shard_seeded.h5"),
+                scatteritem="1-of-1",
+                r=1,
+                search=search_block("seeded", args, fer_run),
+                progress=False,
+                **common,
+            ),
+        ),
+        "gather": (w + "search:gather_points", dict(shards=[shard_de], faces=faces, points=points, **common)),
+        "masking": (
+            w + "search:masked_samples",
+            dict(
+                faces=faces,
+                points=points,
+                masked=str(out / "masked.h5"),
+                grid=str(out / "masked.png"),
+                mask_size=max(3, size // 7),
+                ds="bench",
+                r=1,
+            ),
+        ),
+        "finetune": (
+            w + "train:finetune",
+            dict(
+                faces=faces,
+                masked=str(out / "masked.h5"),
+                teacher=round0,
+                model=str(out / "round1.pt"),
+                train_log=str(out / "round1.csv"),
+                ds="bench",
+                r=1,
+                schedule=schedule,
+                alpha=1.0,
+                beta=0.1,
+                val_split="val",
+                seed=0,
+                progress=False,
+            ),
+        ),
+        "evaluate": (
+            w + "evaluate:score_model",
+            dict(
+                faces=faces,
+                model=str(out / "round1.pt"),
+                metrics=str(out / "metrics.json"),
+                predictions=str(out / "predictions.h5"),
+                confusion=str(out / "confusion.png"),
+                ds="bench",
+                r=1,
+                val_split="val",
+                eval_splits=["test"],
+            ),
+        ),
+    }
+    before = {
+        "pretrain": "faces",
+        "search_de": "pretrain",
+        "search_seeded": "pretrain",
+        "gather": "search_de",
+        "masking": "gather",
+        "finetune": "masking",
+        "evaluate": "finetune",
+    }
     todo = set()
     for stage in stages:  # a stage runs with everything it needs (those are measured too)
         while stage:
@@ -121,26 +224,41 @@ def run_stages(work: Path, n: int, size: int, args: argparse.Namespace, stages: 
         if stage not in todo:
             continue
         results[stage] = measure(target, kwargs, threads=args.threads, log_path=work / f"{stage}.log")
-        print(f"  {stage:14s} peak {results[stage]['peak_mb']:8.0f} MiB  {results[stage]['seconds']:7.1f} s",
-              flush=True)
+        print(
+            f"  {stage:14s} peak {results[stage]['peak_mb']:8.0f} MiB  {results[stage]['seconds']:7.1f} s",
+            flush=True,
+        )
     return results
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--n", type=int, default=2000, help="faces in the smaller set")
-    parser.add_argument("--factor", type=int, default=4, help="the larger set has factor x n faces (1: one set)")
+    parser.add_argument(
+        "--factor", type=int, default=4, help="the larger set has factor x n faces (1: one set)"
+    )
     parser.add_argument("--size", type=int, default=96)
     parser.add_argument("--width", type=int, default=32, help="compact network width")
     parser.add_argument("--batch-size", type=int, default=64, help="training batch")
-    parser.add_argument("--population", type=int, default=4, help="DE population (small: memory, not strength)")
+    parser.add_argument(
+        "--population", type=int, default=4, help="DE population (small: memory, not strength)"
+    )
     parser.add_argument("--generations", type=int, default=1)
-    parser.add_argument("--top-k", type=int, default=8, help="seeded search's seeds in the N / factor N table")
+    parser.add_argument(
+        "--top-k", type=int, default=8, help="seeded search's seeds in the N / factor N table"
+    )
     parser.add_argument("--precision", default="float32")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--stages", nargs="*", default=["faces", "pretrain", "search_de", "search_seeded", "masking",
-                                                        "finetune", "evaluate"])
-    parser.add_argument("--seeded-n", type=int, default=8000, help="the seeded search alone at this many faces (0: skip)")
+    parser.add_argument(
+        "--stages",
+        nargs="*",
+        default=["faces", "pretrain", "search_de", "search_seeded", "masking", "finetune", "evaluate"],
+    )
+    parser.add_argument(
+        "--seeded-n", type=int, default=8000, help="the seeded search alone at this many faces (0: skip)"
+    )
     parser.add_argument("--seeded-size", type=int, default=48)
     parser.add_argument("--json", default="memory.json")
     parser.add_argument("--work", default=None, help="keep the data and artifacts here (default: a temp dir)")
@@ -155,14 +273,23 @@ def main() -> None:
             report["runs"][str(n)] = run_stages(work / f"n{n}", n, args.size, args, args.stages)
         if args.seeded_n:
             print(f"seeded search alone, {args.seeded_n} faces at {args.seeded_size} px:", flush=True)
-            report["seeded_alone"] = {"n": args.seeded_n, "size_px": args.seeded_size, **run_stages(
-                work / "seeded", args.seeded_n, args.seeded_size, args, ["search_seeded"], fer_run=True)["search_seeded"]}
+            report["seeded_alone"] = {
+                "n": args.seeded_n,
+                "size_px": args.seeded_size,
+                **run_stages(
+                    work / "seeded", args.seeded_n, args.seeded_size, args, ["search_seeded"], fer_run=True
+                )["search_seeded"],
+            }
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
 
     runs = report["runs"]
-    header = "| stage | " + " | ".join(f"peak MiB, N={n}" for n in sizes) + (" | ratio |" if len(sizes) > 1 else " |")
+    header = (
+        "| stage | "
+        + " | ".join(f"peak MiB, N={n}" for n in sizes)
+        + (" | ratio |" if len(sizes) > 1 else " |")
+    )
     print("\n" + header + "\n|" + " --- |" * (len(sizes) + 1 + (len(sizes) > 1)))
     report["ratios"] = {}
     for stage in runs[str(sizes[0])]:
@@ -174,8 +301,10 @@ def main() -> None:
         print(line + " |")
     if "seeded_alone" in report:
         s = report["seeded_alone"]
-        print(f"\nseeded search (top_k 40, refinement 20 x 2) on {s['n']} faces at {s['size_px']} px: "
-              f"peak {s['peak_mb']:,.0f} MiB in {s['seconds']:.0f} s")
+        print(
+            f"\nseeded search (top_k 40, refinement 20 x 2) on {s['n']} faces at {s['size_px']} px: "
+            f"peak {s['peak_mb']:,.0f} MiB in {s['seconds']:.0f} s"
+        )
     Path(args.json).write_text(json.dumps(report, indent=2))
     print(f"\nwritten {args.json}")
 

@@ -27,7 +27,7 @@ import torch
 from pasm.data.h5store import read_faces
 from pasm.nn.inference import inference_model
 from pasm.nn.models import load_model
-from pasm.search import SearchParams, search_points
+from pasm.search import SearchParams, find_points
 
 
 class CountingModel(torch.nn.Module):
@@ -35,7 +35,9 @@ class CountingModel(torch.nn.Module):
     Either the model as loaded (what a torchattacks user runs) or pasm's inference copy (folded
     batch norms, channels_last: what pasm's search runs)."""
 
-    def __init__(self, model: torch.nn.Module, mean: list[float], std: list[float], channels_last: bool = True) -> None:
+    def __init__(
+        self, model: torch.nn.Module, mean: list[float], std: list[float], channels_last: bool = True
+    ) -> None:
         super().__init__()
         self.model = model
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -58,12 +60,14 @@ def true_probs(net: CountingModel, x: torch.Tensor, labels: np.ndarray, batch: i
     out = []
     with torch.inference_mode():
         for s in range(0, len(x), batch):
-            out.append(torch.softmax(net(x[s:s + batch]), 1).numpy())
+            out.append(torch.softmax(net(x[s : s + batch]), 1).numpy())
     probs = np.concatenate(out)
     return probs[np.arange(len(labels)), labels], probs.argmax(1)
 
 
-def pick_images(net: CountingModel, faces_path: Path, split: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def pick_images(
+    net: CountingModel, faces_path: Path, split: str, n: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """The first n correctly classified training images in a seeded random order."""
     faces = read_faces(faces_path)
     rows = np.flatnonzero(faces.splits == split)
@@ -76,15 +80,22 @@ def pick_images(net: CountingModel, faces_path: Path, split: str, n: int, seed: 
     return images[keep], labels[keep]
 
 
-def row(name: str, seconds: float, n: int, queries: float, prob: np.ndarray | None, flipped: np.ndarray | None) -> dict:
+def row(
+    name: str, seconds: float, n: int, queries: float, prob: np.ndarray | None, flipped: np.ndarray | None
+) -> dict:
     """One table row: wall time per image, queries per image, mean true-class prob after, flip rate."""
-    return {"method": name, "s_per_image": seconds / n, "queries_per_image": queries,
-            "mean_prob_after": None if prob is None else float(prob.mean()),
-            "flip_rate": None if flipped is None else float(flipped.mean())}
+    return {
+        "method": name,
+        "s_per_image": seconds / n,
+        "queries_per_image": queries,
+        "mean_prob_after": None if prob is None else float(prob.mean()),
+        "flip_rate": None if flipped is None else float(flipped.mean()),
+    }
 
 
-def run_torchattacks(net: CountingModel, images: np.ndarray, labels: np.ndarray, steps: int, pop: int,
-                     name: str) -> dict:
+def run_torchattacks(
+    net: CountingModel, images: np.ndarray, labels: np.ndarray, steps: int, pop: int, name: str
+) -> dict:
     """(a) torchattacks OnePixel, one image at a time as the library does; queries counted by the wrapper."""
     import torchattacks
 
@@ -99,11 +110,20 @@ def run_torchattacks(net: CountingModel, images: np.ndarray, labels: np.ndarray,
     return row(f"{name} {steps} x {pop}", seconds, len(images), queries, prob, pred != labels)
 
 
-def run_pasm(net: CountingModel, images: np.ndarray, labels: np.ndarray, params: SearchParams, name: str) -> dict:
+def run_pasm(
+    net: CountingModel, images: np.ndarray, labels: np.ndarray, params: SearchParams, name: str
+) -> dict:
     """(b)/(c) pasm's search; the result is checked by re-evaluating the perturbed images it reports."""
     start = time.perf_counter()
-    out = search_points(net.model, images, labels, mean=net.mean.flatten().tolist(), std=net.std.flatten().tolist(),
-                        params=params, progress=False)
+    out = find_points(
+        net.model,
+        images,
+        labels,
+        mean=net.mean.flatten().tolist(),
+        std=net.std.flatten().tolist(),
+        params=params,
+        progress=False,
+    )
     seconds = time.perf_counter() - start
     adv = images.copy()
     adv[np.arange(len(images)), out["y"], out["x"]] = out["rgb"]
@@ -125,7 +145,14 @@ def run_floor(net: CountingModel, shape: tuple[int, ...], total_queries: int, ba
         for _ in range(passes):
             net.model(x)
         seconds = time.perf_counter() - start
-    return row(f"(d) floor: forwards of the prepared model, batch {batch}", seconds, n, passes * batch / n, None, None)
+    return row(
+        f"(d) floor: forwards of the prepared model, batch {batch}",
+        seconds,
+        n,
+        passes * batch / n,
+        None,
+        None,
+    )
 
 
 def fmt(value: float | None, spec: str) -> str:
@@ -146,52 +173,98 @@ def main() -> None:
     ap.add_argument("--refine-population", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="results/benchmarks/point_search.json")
-    ap.add_argument("--methods", default="a,a2,b,c,d", help="comma-separated subset of a,a2,b,c,d (d after b)")
+    ap.add_argument(
+        "--methods", default="a,a2,b,c,d", help="comma-separated subset of a,a2,b,c,d (d after b)"
+    )
     args = ap.parse_args()
 
     for path in (args.model, args.faces):
         if not Path(path).exists():
-            raise SystemExit(f"{path} is missing; build it with: snakemake --cores 2 results/fer2013/round0/model.pt "
-                             "--configfile config/fer2013_cpu.yaml")
+            raise SystemExit(
+                f"{path} is missing; build it with: snakemake --cores 2 results/fer2013/round0/model.pt "
+                "--configfile config/fer2013_cpu.yaml"
+            )
     model, meta = load_model(args.model)
     net = CountingModel(inference_model(model), meta["mean"], meta["std"]).eval()
     images, labels = pick_images(net, Path(args.faces), args.split, args.images, args.seed)
     clean, _ = true_probs(net, to_unit(images), labels)
     n = len(images)
-    print(f"model {args.model} ({meta['arch']}, {meta['image_size']} px, "
-          f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters), torch threads "
-          f"{torch.get_num_threads()}, {n} correctly classified {args.split} images, "
-          f"mean clean true-class prob {clean.mean():.3f}", flush=True)
+    print(
+        f"model {args.model} ({meta['arch']}, {meta['image_size']} px, "
+        f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters), torch threads "
+        f"{torch.get_num_threads()}, {n} correctly classified {args.split} images, "
+        f"mean clean true-class prob {clean.mean():.3f}",
+        flush=True,
+    )
 
-    de = SearchParams(strategy="de", population=args.population, generations=args.steps,
-                      batch_size=args.batch, seed=args.seed)
-    seeded = SearchParams(strategy="seeded", top_k=args.top_k, refine_generations=args.refine_generations,
-                          refine_population=args.refine_population, batch_size=args.batch, seed=args.seed)
+    de = SearchParams(
+        strategy="de",
+        population=args.population,
+        generations=args.steps,
+        batch_size=args.batch,
+        seed=args.seed,
+    )
+    seeded = SearchParams(
+        strategy="seeded",
+        top_k=args.top_k,
+        refine_generations=args.refine_generations,
+        refine_population=args.refine_population,
+        batch_size=args.batch,
+        seed=args.seed,
+    )
     plain = CountingModel(model, meta["mean"], meta["std"], channels_last=False).eval()
     runs = {
-        "a": lambda: run_torchattacks(plain, images, labels, args.steps, args.population,
-                                      "(a) torchattacks OnePixel"),
-        "a2": lambda: run_torchattacks(net, images, labels, args.steps, args.population,
-                                       "(a2) torchattacks OnePixel on pasm's prepared model"),
+        "a": lambda: run_torchattacks(
+            plain, images, labels, args.steps, args.population, "(a) torchattacks OnePixel"
+        ),
+        "a2": lambda: run_torchattacks(
+            net,
+            images,
+            labels,
+            args.steps,
+            args.population,
+            "(a2) torchattacks OnePixel on pasm's prepared model",
+        ),
         "b": lambda: run_pasm(net, images, labels, de, f"(b) pasm de {args.steps} x {args.population}"),
-        "c": lambda: run_pasm(net, images, labels, seeded, f"(c) pasm seeded: {args.top_k} gradient seeds + "
-                              f"{args.refine_generations} x {args.refine_population} DE"),
+        "c": lambda: run_pasm(
+            net,
+            images,
+            labels,
+            seeded,
+            f"(c) pasm seeded: {args.top_k} gradient seeds + "
+            f"{args.refine_generations} x {args.refine_population} DE",
+        ),
     }
     results = {}
     for key in args.methods.split(","):
         if key == "d":
-            queries = results["b"]["total_queries"] if "b" in results else n * args.population * (args.steps + 1)
+            queries = (
+                results["b"]["total_queries"] if "b" in results else n * args.population * (args.steps + 1)
+            )
             results["d"] = run_floor(net, (3, *images.shape[1:3]), queries, args.batch, n)
         else:
             results[key] = runs[key]()
         print(results[key], flush=True)
 
-    ratio_of = {"time_a_over_b": ("a", "b"), "time_a_over_c": ("a", "c"), "time_b_over_d": ("b", "d"),
-                "time_a2_over_b": ("a2", "b")}
-    ratios = {name: results[p]["s_per_image"] / results[q]["s_per_image"]
-              for name, (p, q) in ratio_of.items() if p in results and q in results}
-    report = {"model": args.model, "images": n, "mean_prob_before": float(clean.mean()),
-              "torch_threads": torch.get_num_threads(), "methods": list(results.values()), "ratios": ratios}
+    ratio_of = {
+        "time_a_over_b": ("a", "b"),
+        "time_a_over_c": ("a", "c"),
+        "time_b_over_d": ("b", "d"),
+        "time_a2_over_b": ("a2", "b"),
+    }
+    ratios = {
+        name: results[p]["s_per_image"] / results[q]["s_per_image"]
+        for name, (p, q) in ratio_of.items()
+        if p in results and q in results
+    }
+    report = {
+        "model": args.model,
+        "images": n,
+        "mean_prob_before": float(clean.mean()),
+        "torch_threads": torch.get_num_threads(),
+        "methods": list(results.values()),
+        "ratios": ratios,
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
 
@@ -200,11 +273,18 @@ def main() -> None:
     print("| method | queries/img | s/img | mean true-class prob after | flipped |")
     print("| --- | --- | --- | --- | --- |")
     for r in results.values():
-        print(f"| {r['method']} | {r['queries_per_image']:.0f} | {r['s_per_image']:.3f} | "
-              f"{fmt(r['mean_prob_after'], '.3f')} | {fmt(None if r['flip_rate'] is None else 100 * r['flip_rate'], '.0f')}"
-              f"{'' if r['flip_rate'] is None else '%'} |")
-    print("   ".join(f"{name.replace('time_', 'time(').replace('_over_', ')/time(')}) = {v:.2f}x"
-                       for name, v in ratios.items()))
+        print(
+            f"| {r['method']} | {r['queries_per_image']:.0f} | {r['s_per_image']:.3f} | "
+            f"{fmt(r['mean_prob_after'], '.3f')} | "
+            f"{fmt(None if r['flip_rate'] is None else 100 * r['flip_rate'], '.0f')}"
+            f"{'' if r['flip_rate'] is None else '%'} |"
+        )
+    print(
+        "   ".join(
+            f"{name.replace('time_', 'time(').replace('_over_', ')/time(')}) = {v:.2f}x"
+            for name, v in ratios.items()
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from pasm.nn.inference import autocast, inference_model
 from pasm.nn.models import CompactResNet
-from pasm.search import SearchParams, search_points
+from pasm.search import SearchParams, find_points
 from pasm.train.training import TrainParams, train
 
 COMPARED = ("float32", "bfloat16")  # the two precisions set side by side
@@ -85,8 +85,15 @@ def trained_model(width: int, size: int) -> tuple[torch.nn.Module, np.ndarray, n
         if c == 0:
             images[k, half:, half:] += 120
     model = CompactResNet(7, width)
-    train(model, images, labels, TrainParams(epochs=3, batch_size=64, lr=0.05, lr_milestones=[], crop_pad=2, seed=0),
-          mean=(0.5,) * 3, std=(0.25,) * 3, progress=False)
+    train(
+        model,
+        images,
+        labels,
+        TrainParams(epochs=3, batch_size=64, lr=0.05, lr_milestones=[], crop_pad=2, seed=0),
+        mean=(0.5,) * 3,
+        std=(0.25,) * 3,
+        progress=False,
+    )
     return model, images, labels
 
 
@@ -104,27 +111,44 @@ def main() -> None:
     rows.append(("training step, batch 128 (img/s)", train_s))
     model, images, labels = trained_model(args.width, args.size)
     for batch in (50, 256):
-        rows.append((f"prepared forward, batch {batch} (img/s)",
-                     {p: forward_rate(model, p, batch, 1.5, args.size) for p in COMPARED}))
+        rows.append(
+            (
+                f"prepared forward, batch {batch} (img/s)",
+                {p: forward_rate(model, p, batch, 1.5, args.size) for p in COMPARED},
+            )
+        )
     found, search_s = {}, {}
     for p in COMPARED:
         params = SearchParams(population=8, generations=3, seed=0, precision=p)
         t0 = time.perf_counter()
-        found[p] = search_points(model, images[: args.images], labels[: args.images], mean=(0.5,) * 3,
-                                 std=(0.25,) * 3, params=params, progress=False)
+        found[p] = find_points(
+            model,
+            images[: args.images],
+            labels[: args.images],
+            mean=(0.5,) * 3,
+            std=(0.25,) * 3,
+            params=params,
+            progress=False,
+        )
         search_s[p] = args.images / (time.perf_counter() - t0)
     rows.append((f"DE search 8 x 3, {args.images} images (img/s)", search_s))
 
-    print(f"compact w{args.width} at {args.size} px, {args.threads} threads; "
-          f"{torch.backends.cpu.get_cpu_capability()} kernels")
+    print(
+        f"compact w{args.width} at {args.size} px, {args.threads} threads; "
+        f"{torch.backends.cpu.get_cpu_capability()} kernels"
+    )
     print(f"{'':44s} {'float32':>10s} {'bfloat16':>10s} {'bf16/fp32':>10s}")
     for name, values in rows:
-        print(f"{name:44s} {values['float32']:10.0f} {values['bfloat16']:10.0f} "
-              f"{values['bfloat16'] / values['float32']:10.2f}")
+        print(
+            f"{name:44s} {values['float32']:10.0f} {values['bfloat16']:10.0f} "
+            f"{values['bfloat16'] / values['float32']:10.2f}"
+        )
     a, b = found["float32"], found["bfloat16"]
     same = np.mean((a["x"] == b["x"]) & (a["y"] == b["y"]))
-    print(f"search flip rate: float32 {a['flipped'].mean():.3f}, bfloat16 {b['flipped'].mean():.3f}; "
-          f"same best pixel in {same:.1%} of {args.images} images")
+    print(
+        f"search flip rate: float32 {a['flipped'].mean():.3f}, bfloat16 {b['flipped'].mean():.3f}; "
+        f"same best pixel in {same:.1%} of {args.images} images"
+    )
     print(f"peak resident memory: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
 

@@ -18,22 +18,33 @@ import numpy as np
 import torch
 
 from pasm.app.predict import Predictor
-from pasm.data.align import load_image
+from pasm.data.decode import load_image
 from pasm.data.labels import CLASSES
-from pasm.data.model_card import face_preparation
+from pasm.data.preparation import face_preparation
 from pasm.nn.models import IMAGENET_MEAN, IMAGENET_STD, build_model, save_model
 
 PHOTOS = Path(__file__).resolve().parents[1] / ".." / "shared" / "images" / "faces"
-MODELS = {"compact w32, 48 px (FER2013)": ("compact", 32, 48, "fer2013"),
-          "resnet18, 112 px": ("resnet18", 32, 112, "folder")}
+MODELS = {
+    "compact w32, 48 px (FER2013)": ("compact", 32, 48, "fer2013"),
+    "resnet18, 112 px": ("resnet18", 32, 112, "folder"),
+}
 
 
 def model_file(folder: Path, arch: str, width: int, size: int, fmt: str) -> Path:
     """An untrained model file with a complete card (format fer2013: grey faces, the fer2013 template)."""
     path = folder / f"{arch}_{size}.pt"
-    meta = {"arch": arch, "width": width, "classes": list(CLASSES), "image_size": size, "mean": list(IMAGENET_MEAN),
-            "std": list(IMAGENET_STD), "dataset": fmt, "round": 0, "params": {},
-            "alignment": face_preparation({"format": fmt, "root": "x", "image_size": size, "align": {}})}
+    meta = {
+        "arch": arch,
+        "width": width,
+        "classes": list(CLASSES),
+        "image_size": size,
+        "mean": list(IMAGENET_MEAN),
+        "std": list(IMAGENET_STD),
+        "dataset": fmt,
+        "round": 0,
+        "params": {},
+        "alignment": face_preparation(fmt, size, {}, pre_aligned=True),
+    }
     save_model(path, build_model(arch, len(CLASSES), width).eval(), meta)
     return path
 
@@ -68,7 +79,9 @@ def rate(fn, n: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--photos", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -84,7 +97,9 @@ def main() -> None:
             pred = Predictor(path, "cpu", min_face_prob=0.9)
             faces = sum(len(f) for f in pred.predict(images))
             one = rate(lambda: [pred.predict([im]) for im in images], faces)
-            batched = rate(lambda: [pred.predict(images[s:s + 16]) for s in range(0, len(images), 16)], faces)
+            batched = rate(
+                lambda: [pred.predict(images[s : s + 16]) for s in range(0, len(images), 16)], faces
+            )
 
             from pasm.app.video import predict_video
 
@@ -94,23 +109,32 @@ def main() -> None:
 
             crops = np.stack([f.crop for fs in pred.predict(images) for f in fs] * 4)
             torch_rate = rate(lambda: pred.classify(crops), len(crops))
-            from pasm.app.export import export_onnx
             import onnxruntime as ort
+
+            from pasm.app.export import export_onnx
 
             export_onnx(path, tmp / "model.onnx")
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = args.threads
             session = ort.InferenceSession(str(tmp / "model.onnx"), opts, providers=["CPUExecutionProvider"])
-            onnx_rate = rate(lambda: [session.run(None, {"pixels": crops[s:s + 32]}) for s in range(0, len(crops), 32)],
-                             len(crops))
+            onnx_rate = rate(
+                lambda: [session.run(None, {"pixels": crops[s : s + 32]}) for s in range(0, len(crops), 32)],
+                len(crops),
+            )
             rows.append((name, one, batched, fps, torch_rate, onnx_rate))
     print(f"{args.photos} photos ({len(photos)} distinct, one face each), {args.threads} threads, CPU\n")
-    print("| model | faces/s, one photo per call | faces/s, 16 per call | batched / one | video frames/s (480 px) "
-          "| classifier faces/s, PyTorch | ONNX Runtime | ONNX / PyTorch |")
+    print(
+        "| model | faces/s, one photo per call | faces/s, 16 per call | batched / one "
+        "| video frames/s (480 px) "
+        "| classifier faces/s, PyTorch | ONNX Runtime | ONNX / PyTorch |"
+    )
     print("|" + " --- |" * 8)
     for name, one, batched, fps, tr, orr in rows:
-        print(f"| {name} | {one:.1f} | {batched:.1f} | {batched / one:.2f}x | {fps:.1f} | {tr:,.0f} | {orr:,.0f} "
-              f"| {orr / tr:.2f}x |")
+        print(
+            f"| {name} | {one:.1f} | {batched:.1f} | {batched / one:.2f}x | {fps:.1f} | {tr:,.0f} "
+            f"| {orr:,.0f} "
+            f"| {orr / tr:.2f}x |"
+        )
 
 
 if __name__ == "__main__":

@@ -46,8 +46,15 @@ def loop_rate(width: int, size: int, n: int, batch: int, from_file: str | None =
             f.create_dataset("images", data=images, chunks=(1, size, size, 3))
         images = H5Rows(from_file)
     params = TrainParams(epochs=1, batch_size=batch, lr=0.01, lr_milestones=[1], crop_pad=4)
-    hist = train(build_model("compact", 7, width), images, labels, params, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                 progress=False)
+    hist = train(
+        build_model("compact", 7, width),
+        images,
+        labels,
+        params,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        progress=False,
+    )
     return hist[0]["images_per_s"]
 
 

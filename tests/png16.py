@@ -13,7 +13,9 @@ COLOUR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    return (
+        struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    )
 
 
 def write_png16(path: Path, pixels: np.ndarray) -> Path:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from pasm.data.labels import CLASSES
-from pasm.data.model_card import face_preparation
+from pasm.data.preparation import face_preparation
 from pasm.nn.models import IMAGENET_MEAN, IMAGENET_STD, build_model, save_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,12 +40,17 @@ def tiny_model_file(path: Path, fmt: str = "demo", seed: int = 0, alignment: dic
                 module.running_mean.copy_(torch.randn(module.num_features, generator=gen) * 0.2)
                 module.running_var.copy_(torch.rand(module.num_features, generator=gen) + 0.5)
         model.fc.weight.mul_(8.0)  # spread the logits so probabilities are far from uniform
-    ds = {"format": fmt, "root": str(path.parent), "image_size": SIZE, "align": {}}
     meta = {
-        "arch": "compact", "width": 8, "classes": list(CLASSES), "image_size": SIZE,
-        "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
-        "alignment": face_preparation(ds) if alignment is None else alignment,
-        "dataset": fmt, "round": 0, "config": {},
+        "arch": "compact",
+        "width": 8,
+        "classes": list(CLASSES),
+        "image_size": SIZE,
+        "mean": list(IMAGENET_MEAN),
+        "std": list(IMAGENET_STD),
+        "alignment": face_preparation(fmt, SIZE, {}, pre_aligned=True) if alignment is None else alignment,
+        "dataset": fmt,
+        "round": 0,
+        "config": {},
     }
     save_model(path, model.eval(), meta)
     return path

@@ -20,9 +20,14 @@ def random_cnn_case(n: int = 30, size: int = 12, seed: int = 0):
     except three deliberately wrong ones."""
     torch.manual_seed(seed)
     model = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(),
-        torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.ReLU(),
-        torch.nn.AdaptiveMaxPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 4))
+        torch.nn.Conv2d(3, 8, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(8, 8, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveMaxPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(8, 4),
+    )
     images = np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
     with torch.no_grad():
         logits = model(normalise(images))

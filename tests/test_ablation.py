@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from pasm.nn.models import build_model
 from pasm.train.erasing import class_activation_maps, erase_regions, random_erasing
 from pasm.workflow.ablation import variant_names
-from pasm.nn.models import build_model
 
 
 def test_random_erasing_rectangles_area_and_probability():
@@ -20,7 +20,7 @@ def test_random_erasing_rectangles_area_and_probability():
     assert (share[hit] >= 0.005).all() and (share[hit] <= 0.45).all()  # area 2-40 %, rounding and clipping
     for b in torch.nonzero(hit)[:20, 0]:  # each erased region is one axis-aligned rectangle
         rows, cols = torch.nonzero(erased[b], as_tuple=True)
-        assert erased[b, rows.min():rows.max() + 1, cols.min():cols.max() + 1].all()
+        assert erased[b, rows.min() : rows.max() + 1, cols.min() : cols.max() + 1].all()
     assert (out[~(out == -1.0)] >= 0).all() and (out <= 255).all()
     again = random_erasing(x, torch.Generator().manual_seed(0), 0.5, (0.02, 0.4), (0.3, 3.3))
     assert torch.equal(out, again)  # seeded
@@ -45,15 +45,24 @@ def test_class_activation_maps_follow_the_evidence():
 
 def test_variant_names_include_sweeps():
     abl = {"variants": ["random_erasing", "pasm_seeded"], "mask_sizes": [5, 9], "betas": [0.5, 0.01]}
-    assert variant_names(abl) == ["random_erasing", "pasm_seeded", "mask_size_5", "mask_size_9", "beta_0.5",
-                                  "beta_0.01"]
+    assert variant_names(abl) == [
+        "random_erasing",
+        "pasm_seeded",
+        "mask_size_5",
+        "mask_size_9",
+        "beta_0.5",
+        "beta_0.01",
+    ]
 
 
 def test_variant_table_says_what_each_variant_trains_on():
     from pasm.workflow.ablation import variant_table
 
-    abl = {"variants": ["random_erasing", "adv_erasing", "pasm_noteacher", "pasm_seeded", "cross_network"],
-           "mask_sizes": [5], "betas": [0.5]}
+    abl = {
+        "variants": ["random_erasing", "adv_erasing", "pasm_noteacher", "pasm_seeded", "cross_network"],
+        "mask_sizes": [5],
+        "betas": [0.5],
+    }
     table = variant_table(abl)
     assert table["random_erasing"].images == "clean" and table["random_erasing"].erasing == "random_erasing"
     assert (table["random_erasing"].alpha, table["random_erasing"].beta) == (1.0, 0.0)
@@ -71,5 +80,11 @@ def test_variant_table_says_what_each_variant_trains_on():
 
 def test_unknown_cam_arch_is_named():
     with pytest.raises(ValueError, match="'lenet'"):
-        class_activation_maps(build_model("compact", 7, 8), "lenet", np.zeros((1, 16, 16, 3), np.uint8),
-                              np.zeros(1), (0.5,) * 3, (0.25,) * 3)
+        class_activation_maps(
+            build_model("compact", 7, 8),
+            "lenet",
+            np.zeros((1, 16, 16, 3), np.uint8),
+            np.zeros(1),
+            (0.5,) * 3,
+            (0.25,) * 3,
+        )

@@ -1,4 +1,5 @@
-"""AffectNet reader on tiny fixtures in the release's layout: labels, boxes, points, values, every skip and error."""
+"""AffectNet reader on tiny fixtures in the release's layout: labels, boxes, points, values, every skip
+and error."""
 
 from __future__ import annotations
 
@@ -27,8 +28,14 @@ EXPECTED_POINTS = ((48.5, 97.0), (54.5, 109.0), (40.0, 80.0), (58.0, 116.0), (64
 """_landmarks() reduced: mean of 36-41, mean of 42-47, 30, 48, 54."""
 
 
-def _line(image: str, code: int | str, box: str = "4,5,30,40", landmarks: str | None = None,
-          valence: str = "0.5", arousal: str = "-0.25") -> str:
+def _line(
+    image: str,
+    code: int | str,
+    box: str = "4,5,30,40",
+    landmarks: str | None = None,
+    valence: str = "0.5",
+    arousal: str = "-0.25",
+) -> str:
     landmarks = _landmarks() if landmarks is None else landmarks
     return f"{image},{box},{landmarks},{code},{valence},{arousal}"
 
@@ -74,7 +81,8 @@ VAL_LINES = [_line("200/val_neutral.png", 0), _line("200/val_anger.png", 6), _li
 
 
 def _affectnet(root: Path) -> Path:
-    """The release's layout: list files in Manually_Annotated_file_lists/, images in Manually_Annotated_Images/."""
+    """The release's layout: list files in Manually_Annotated_file_lists/, images in
+    Manually_Annotated_Images/."""
     images = root / IMAGES
     _write_list(root / LISTS / "training.csv", TRAIN_LINES, images)
     _write_list(root / LISTS / "validation.csv", VAL_LINES, images)
@@ -105,7 +113,10 @@ def test_affectnet_labels_splits_boxes_points_and_values(tmp_path):
     assert first.values == (("valence", 0.5), ("arousal", -0.25))
     assert not any(r.aligned or r.pixels is not None for r in out.records)
     assert [r.path.name for r in out.records if r.points is None] == [
-        "short_landmarks.png", "no_landmarks.png", "nan_landmarks.png"]
+        "short_landmarks.png",
+        "no_landmarks.png",
+        "nan_landmarks.png",
+    ]
     assert _by_name(out.records)["fear.png"].label == CLASSES.index("fear")  # listed, not decoded
     val = [(r.path.name, CLASSES[r.label]) for r in out.records if r.split == "validation"]
     assert val == [("val_neutral.png", "neutral"), ("val_anger.png", "angry")]
@@ -129,13 +140,19 @@ def test_affectnet_skips_are_counted_with_file_and_line(tmp_path):
     assert out.label_map["0 (Neutral)"] == "neutral" and out.label_map["6 (Anger)"] == "angry"
     assert out.label_map["7 (Contempt)"] == "dropped (2 images)"
     assert out.label_map["10 (Non-Face)"] == "skipped (1 images)"
-    assert out.label_map["training.csv"] == "split train" and out.label_map["validation.csv"] == "split validation"
+    assert (
+        out.label_map["training.csv"] == "split train"
+        and out.label_map["validation.csv"] == "split validation"
+    )
 
 
 def test_affectnet_contempt_mapped_into_a_class(tmp_path):
     out = read_affectnet(_affectnet(tmp_path), contempt="Disgust")
     names = _by_name(out.records)
-    assert CLASSES[names["contempt.png"].label] == "disgust" and CLASSES[names["val_contempt.png"].label] == "disgust"
+    assert (
+        CLASSES[names["contempt.png"].label] == "disgust"
+        and CLASSES[names["val_contempt.png"].label] == "disgust"
+    )
     assert Counter(r.split for r in out.records) == {"train": 20, "validation": 3}
     assert out.label_map["7 (Contempt)"] == "disgust"
     assert len(out.skipped) == 7 and not any("Contempt" in s for s in out.skipped)
@@ -154,8 +171,12 @@ def test_affectnet_without_list_files_names_where_it_looked(tmp_path):
     (tmp_path / IMAGES).mkdir()
     with pytest.raises(FileNotFoundError) as err:
         read_affectnet(tmp_path)
-    for path in (tmp_path / LISTS / "training.csv", tmp_path / "training.csv", tmp_path / LISTS / "validation.csv",
-                 tmp_path / "validation.csv"):
+    for path in (
+        tmp_path / LISTS / "training.csv",
+        tmp_path / "training.csv",
+        tmp_path / LISTS / "validation.csv",
+        tmp_path / "validation.csv",
+    ):
         assert str(path) in str(err.value)
     with pytest.raises(FileNotFoundError, match="AffectNet root .*nowhere"):
         read_affectnet(tmp_path / "nowhere")
@@ -185,7 +206,9 @@ def test_affectnet_bad_lines_are_errors_naming_file_and_line(tmp_path, line, mes
     [HEADER.replace("expression", "emotion"), HEADER.rsplit(",", 1)[0], HEADER + ",gender", ""],
 )
 def test_affectnet_wrong_header_names_file_and_expected_header(tmp_path, header):
-    path = _write_list(tmp_path / LISTS / "training.csv", [_line("1/a.png", 0)], tmp_path / IMAGES, header=header)
+    path = _write_list(
+        tmp_path / LISTS / "training.csv", [_line("1/a.png", 0)], tmp_path / IMAGES, header=header
+    )
     if not header:
         path.write_text("")
     with pytest.raises(ValueError) as err:
@@ -207,7 +230,8 @@ def test_affectnet_columns_in_another_order_are_read_by_name(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "box", ["4,5,30,-1", "4,5,30,x", "nan,5,30,40", "4,5,,40"],
+    "box",
+    ["4,5,30,-1", "4,5,30,x", "nan,5,30,40", "4,5,,40"],
 )
 def test_affectnet_bad_boxes_are_counted_skips(tmp_path, box):
     lines = [_line(f"1/{k}.png", k) for k in range(7)] + [_line("1/bad.png", 1, box=box)]

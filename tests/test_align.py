@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from png16 import as_16bit, source_8bit, write_png16
 
 from pasm.data.align import (
     AlignSettings,
@@ -15,13 +16,12 @@ from pasm.data.align import (
     align_face,
     apply_affine,
     center_crop,
-    load_image,
     similarity_transform,
     template_points,
     upsample_factor,
     warp,
 )
-from png16 import as_16bit, source_8bit, write_png16
+from pasm.data.decode import load_image
 
 FACES = Path(__file__).resolve().parents[2] / "shared" / "images" / "faces"
 PHOTOS = ("angry.jpg", "sad_hand_over_mouth.jpg")
@@ -46,7 +46,9 @@ def aligner() -> FaceAligner:
 def _no_face_images() -> list[np.ndarray]:
     """A smooth colour gradient and uniform noise: nothing face-like."""
     ramp = np.linspace(0, 255, 64, dtype=np.float64)
-    gradient = np.stack([np.add.outer(ramp, ramp) / 2, np.tile(ramp, (64, 1)), np.tile(ramp[:, None], (1, 64))], -1)
+    gradient = np.stack(
+        [np.add.outer(ramp, ramp) / 2, np.tile(ramp, (64, 1)), np.tile(ramp[:, None], (1, 64))], -1
+    )
     noise = np.random.default_rng(0).integers(0, 256, (100, 130, 3), dtype=np.uint8)
     return [gradient.astype(np.uint8), noise]
 
@@ -198,10 +200,16 @@ def test_small_images_are_upsampled_before_detection(photos, aligner):
 def test_large_photos_are_prefiltered_onto_the_same_crop(photos, aligner):
     angry = photos["angry.jpg"]
     _, landmarks, _ = aligner.detect([angry])[0]
-    big = np.asarray(Image.fromarray(angry).resize((angry.shape[1] * 4, angry.shape[0] * 4), Image.Resampling.BICUBIC))
+    big = np.asarray(
+        Image.fromarray(angry).resize((angry.shape[1] * 4, angry.shape[0] * 4), Image.Resampling.BICUBIC)
+    )
     crop, _ = align_face(angry, landmarks, aligner.settings)
-    crop_big, _ = align_face(big, (landmarks + 0.5) * 4 - 0.5, aligner.settings)  # box-reduced by 4 before warping
-    assert np.abs(crop.astype(float) - crop_big).mean() < 2.5  # plain bilinear without the box reduction: ~3.1
+    crop_big, _ = align_face(
+        big, (landmarks + 0.5) * 4 - 0.5, aligner.settings
+    )  # box-reduced by 4 before warping
+    assert (
+        np.abs(crop.astype(float) - crop_big).mean() < 2.5
+    )  # plain bilinear without the box reduction: ~3.1
 
 
 def test_grey_and_rgba_inputs_are_converted(photos, aligner):
@@ -260,7 +268,9 @@ def test_load_image_applies_exif_orientation(tmp_path):
 
 def test_big_photos_are_shrunk_for_detection_only(photos):
     angry = photos["angry.jpg"]
-    big = np.asarray(Image.fromarray(angry).resize((angry.shape[1] * 3, angry.shape[0] * 3), Image.Resampling.BICUBIC))
+    big = np.asarray(
+        Image.fromarray(angry).resize((angry.shape[1] * 3, angry.shape[0] * 3), Image.Resampling.BICUBIC)
+    )
     assert upsample_factor(*big.shape[:2], 160, 640) == pytest.approx(640 / big.shape[0])
     assert upsample_factor(*big.shape[:2], 160, 0) == 1.0
     shrunk = FaceAligner(AlignSettings(size=SIZE, detect_max_side=640)).detect([big])[0][1]

@@ -58,11 +58,11 @@ def test_the_check_catches_an_upward_import(tmp_path, monkeypatch):
     fake = tmp_path / "pasm"
     for sub in LAYER:
         (fake / sub).mkdir(parents=True)
-    (fake / "data" / "bad.py").write_text("from pasm.workflow.stages import pretrain\n")
+    (fake / "data" / "bad.py").write_text("from pasm.workflow.train import pretrain\n")
     (fake / "train" / "sibling.py").write_text("import pasm.search.de\n")
     (fake / "app" / "fine.py").write_text("from pasm.evaluate.metrics import confusion_matrix\n")
     monkeypatch.setattr(me, "REPO", tmp_path)
     assert me._violations() == [  # app importing evaluate (a lower layer) is fine
-        "pasm/data/bad.py (layer data) imports pasm.workflow.stages",
+        "pasm/data/bad.py (layer data) imports pasm.workflow.train",
         "pasm/train/sibling.py (layer train) imports pasm.search.de",
     ]

@@ -24,7 +24,9 @@ def test_crop_is_a_window_of_the_padded_image():
     padded = torch.nn.functional.pad(x, (2, 2, 2, 2), mode="reflect")
     for b in range(2):
         found = any(
-            torch.equal(out[b, 0], padded[b, 0, oy : oy + 6, ox : ox + 6]) for oy in range(5) for ox in range(5)
+            torch.equal(out[b, 0], padded[b, 0, oy : oy + 6, ox : ox + 6])
+            for oy in range(5)
+            for ox in range(5)
         )
         assert found
 

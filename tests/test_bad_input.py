@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import run_snakemake, write_config
 from PIL import Image
 
-from conftest import run_snakemake, write_config
+pytestmark = pytest.mark.workflow  # runs Snakemake or the whole pipeline: make test-fast leaves it out
 
 FACES = "results/mine/faces.h5"
 
@@ -22,9 +23,22 @@ def _folder_data(root, value: int) -> None:
 
 
 def _config(wd, root: str) -> None:
-    write_config(wd, {"device": "cpu", "threads": 1, "method": {"mask_size": 5},
-                      "datasets": {"mine": {"format": "folder", "root": root, "image_size": 16,
-                                            "model": {"arch": "compact", "width": 4}}}})
+    write_config(
+        wd,
+        {
+            "device": "cpu",
+            "threads": 1,
+            "method": {"mask_size": 5},
+            "datasets": {
+                "mine": {
+                    "format": "folder",
+                    "root": root,
+                    "image_size": 16,
+                    "model": {"arch": "compact", "width": 4},
+                }
+            },
+        },
+    )
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +88,9 @@ def test_the_default_profile_runs_a_job_that_fails_on_bad_data_once(tmp_path):
 
 def test_retries_of_a_job_that_failed_on_bad_data_stop_at_once(tmp_path):
     _bad_data(tmp_path)
-    proc = run_snakemake(tmp_path, "--cores", "1", "--retries", "2", FACES, check=False)  # as the SLURM profile
+    proc = run_snakemake(
+        tmp_path, "--cores", "1", "--retries", "2", FACES, check=False
+    )  # as the SLURM profile
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
     assert out.count("Error in rule faces") == 3 and out.count("Trying to restart job") == 2

@@ -1,4 +1,4 @@
-"""Tests of the embedded synthetic demo face generator (pasm.data.demo_faces)."""
+"""Tests of the demo faces (pasm.data.demo_render) and the demo data set writer (pasm.data.demo_dataset)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pasm.data.demo_faces import (
-    CLASS_CODES,
-    MANIFEST_COLUMNS,
-    REGIONS,
-    render_faces,
-    write_demo_dataset,
-)
+from pasm.data.demo_dataset import MANIFEST_COLUMNS, write_demo_dataset
+from pasm.data.demo_render import CLASS_CODES, REGIONS, render_faces
 from pasm.data.labels import CLASSES
 
 SMALL = {"train": 3, "val": 3, "test": 3, "occlusion": 3}
@@ -25,8 +20,9 @@ SMALL = {"train": 3, "val": 3, "test": 3, "occlusion": 3}
 
 def _render(expr: int, occ: int, seed: int, size: int = 64) -> np.ndarray:
     """One face for a class index and occluded region (-1: none) from a fresh rng."""
-    return render_faces(np.array([expr]), np.random.default_rng(seed), size,
-                        np.array([occ]))[0].astype(np.int16)
+    return render_faces(np.array([expr]), np.random.default_rng(seed), size, np.array([occ]))[0].astype(
+        np.int16
+    )
 
 
 def _read_manifest(path: Path) -> list[dict[str, str]]:
@@ -103,8 +99,12 @@ def test_occluders_sit_on_their_region_top_to_bottom() -> None:
 
 @pytest.mark.parametrize(
     ("region", "c1", "c2"),
-    [("brows", "neutral", "surprise"), ("eyes", "neutral", "happy"),
-     ("nose", "neutral", "disgust"), ("mouth", "neutral", "surprise")],
+    [
+        ("brows", "neutral", "surprise"),
+        ("eyes", "neutral", "happy"),
+        ("nose", "neutral", "disgust"),
+        ("mouth", "neutral", "surprise"),
+    ],
 )
 def test_occluder_hides_the_region_evidence(region: str, c1: str, c2: str) -> None:
     r = REGIONS.index(region)
@@ -184,10 +184,10 @@ def test_dataset_is_deterministic(small_set: Path, tmp_path: Path) -> None:
 
 
 def test_rewrite_replaces_previous_images(tmp_path: Path) -> None:
-    write_demo_dataset(tmp_path, seed=1,
-                       per_class={"train": 2, "val": 1, "test": 1, "occlusion": 1})
-    manifest = write_demo_dataset(tmp_path, seed=2, label_noise=0.0,
-                                  per_class={"train": 1, "val": 0, "test": 1, "occlusion": 0})
+    write_demo_dataset(tmp_path, seed=1, per_class={"train": 2, "val": 1, "test": 1, "occlusion": 1})
+    manifest = write_demo_dataset(
+        tmp_path, seed=2, label_noise=0.0, per_class={"train": 1, "val": 0, "test": 1, "occlusion": 0}
+    )
     rows = _read_manifest(manifest)
     assert {r["split"] for r in rows} == {"train", "test"}
     on_disk = {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.png")}
@@ -229,17 +229,17 @@ def test_expressions_are_learnable_from_pixels() -> None:
 
 
 def test_parallel_writer_matches_serial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import pasm.data.demo_faces as demo_faces
+    import pasm.data.demo_dataset as demo_dataset
 
-    monkeypatch.setattr(demo_faces, "_MIN_JOBS_PER_WORKER", 1)  # use helpers even for tiny sets
+    monkeypatch.setattr(demo_dataset, "_MIN_JOBS_PER_WORKER", 1)  # use helpers even for tiny sets
     calls: list[int] = []
-    real = demo_faces._write_images_parallel
+    real = demo_dataset._write_images_parallel
 
     def spy(jobs: list, size: int, workers: int) -> None:
         calls.append(workers)
         real(jobs, size, workers)
 
-    monkeypatch.setattr(demo_faces, "_write_images_parallel", spy)
+    monkeypatch.setattr(demo_dataset, "_write_images_parallel", spy)
     small = {"train": 2, "val": 1, "test": 1, "occlusion": 2}
     serial = write_demo_dataset(tmp_path / "serial", seed=3, per_class=small, workers=1)
     parallel = write_demo_dataset(tmp_path / "parallel", seed=3, per_class=small, workers=2)

@@ -45,7 +45,10 @@ def test_precision_recall_f1_and_normalised_confusion_by_hand():
     m = classification_metrics(y_true, y_pred, ["a", "b", "c", "d", "e"])
     assert m["confusion_matrix"] == [[1, 1, 0, 1, 0], [0, 2, 0, 0, 0], [1, 0, 1, 0, 0], [0] * 5, [0] * 5]
     expected = {  # precision TP/predicted, recall TP/support, F1 2TP/(predicted + support)
-        "a": (1 / 2, 1 / 3, 2 / 5), "b": (2 / 3, 1.0, 4 / 5), "c": (1.0, 1 / 2, 2 / 3), "d": (0.0, None, 0.0),
+        "a": (1 / 2, 1 / 3, 2 / 5),
+        "b": (2 / 3, 1.0, 4 / 5),
+        "c": (1.0, 1 / 2, 2 / 3),
+        "d": (0.0, None, 0.0),
         "e": (None, None, None),
     }
     for name, values in expected.items():
@@ -70,5 +73,7 @@ def test_a_class_never_predicted_has_no_precision_and_zero_f1():
 
 def test_metrics_of_nothing_are_null_not_zero():
     m = classification_metrics(np.array([], np.int64), np.array([], np.int64), ["a", "b"])
-    assert m["n"] == 0 and m["accuracy"] is None and m["macro_f1"] is None and m["mean_class_accuracy"] is None
+    assert (
+        m["n"] == 0 and m["accuracy"] is None and m["macro_f1"] is None and m["mean_class_accuracy"] is None
+    )
     assert m["confusion_matrix_normalized"] == [None, None]

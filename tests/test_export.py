@@ -1,4 +1,5 @@
-"""`pasm export --onnx`: the ONNX graph gives PyTorch's probabilities on real aligned faces and random input."""
+"""`pasm export --onnx`: the ONNX graph gives PyTorch's probabilities on real aligned faces and random
+input."""
 
 from __future__ import annotations
 
@@ -8,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from predict_cases import PHOTOS, SIZE, photo, tiny_model_file
 
 from pasm.app import cli
-from pasm.data.align import load_image
 from pasm.app.export import TOLERANCE, onnx_probabilities, torch_probabilities
+from pasm.app.predict import Predictor
+from pasm.data.decode import load_image
 from pasm.data.labels import CLASSES
 from pasm.nn.models import load_model
-from pasm.app.predict import Predictor
-from predict_cases import PHOTOS, SIZE, photo, tiny_model_file
 
 
 @pytest.fixture(scope="module")
@@ -46,14 +47,17 @@ def test_random_input_any_batch(exported, batch):
 def test_real_aligned_faces(exported):
     model_path, onnx_path = exported
     predictor = Predictor(model_path, "cpu")
-    faces = [face for faces in predictor.predict([load_image(photo(name)) for name in PHOTOS]) for face in faces]
+    faces = [
+        face for faces in predictor.predict([load_image(photo(name)) for name in PHOTOS]) for face in faces
+    ]
     assert len(faces) == len(PHOTOS)
     crops = np.stack([f.crop for f in faces])
     assert _max_diff(model_path, onnx_path, crops) <= TOLERANCE
     assert _max_diff(model_path, onnx_path, crops[:1]) <= TOLERANCE
     # and the graph reproduces what `pasm predict` reports for these faces
-    np.testing.assert_allclose(onnx_probabilities(onnx_path, crops), np.stack([f.probabilities for f in faces]),
-                               atol=TOLERANCE)
+    np.testing.assert_allclose(
+        onnx_probabilities(onnx_path, crops), np.stack([f.probabilities for f in faces]), atol=TOLERANCE
+    )
 
 
 def test_graph_signature_and_card(exported):
@@ -75,9 +79,19 @@ def test_a_file_that_is_not_a_model_is_named(tmp_path, capsys):
     from pasm.data.h5store import Faces, write_faces
 
     faces = tmp_path / "faces.h5"
-    write_faces(faces, Faces(images=np.zeros((1, 4, 4, 3), np.uint8), labels=np.zeros(1, np.int64),
-                             splits=np.array(["train"]), sources=np.array(["a.png"]), status=np.array(["pre-aligned"])))
+    write_faces(
+        faces,
+        Faces(
+            images=np.zeros((1, 4, 4, 3), np.uint8),
+            labels=np.zeros(1, np.int64),
+            splits=np.array(["train"]),
+            sources=np.array(["a.png"]),
+            status=np.array(["pre-aligned"]),
+        ),
+    )
     assert cli.main(["export", "--onnx", str(tmp_path / "m.onnx"), "--model", str(faces)]) == 1
     err = capsys.readouterr().err
-    assert err == f"pasm export: {faces} is not a pasm model file (an HDF5 file, e.g. a faces.h5 or points.h5)\n"
+    assert (
+        err == f"pasm export: {faces} is not a pasm model file (an HDF5 file, e.g. a faces.h5 or points.h5)\n"
+    )
     assert not (tmp_path / "m.onnx").exists()

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from pasm.data.faces import build_faces
-from pasm.data.readers.records import Record, ReaderOutput
+from pasm.data.readers.records import ReaderOutput, Record
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "images" / "faces"
 
@@ -71,7 +71,8 @@ def test_affectnet_faces_use_the_release_landmarks_and_keep_valence_arousal(tmp_
     """A photo whose 68 given landmarks reduce to MTCNN's 5 points is aligned to the same face as the
     detector would (no detector runs); a line without usable landmarks is cropped with its box;
     valence and arousal become faces.h5 columns."""
-    from pasm.data.align import AlignSettings, FaceAligner, load_image
+    from pasm.data.align import AlignSettings, FaceAligner
+    from pasm.data.decode import load_image
     from pasm.data.h5store import read_faces
     from pasm.data.readers.affectnet import COLUMNS, read_affectnet
 
@@ -87,8 +88,10 @@ def test_affectnet_faces_use_the_release_landmarks_and_keep_valence_arousal(tmp_
     Image.fromarray(photo).save(images / "a.png")
     Image.fromarray(photo).save(images / "b.png")
     x0, y0, x1, y1 = box
-    lines = [f"1/a.png,{x0:.3f},{y0:.3f},{x1 - x0:.3f},{y1 - y0:.3f},{_release_landmarks(points5)},6,-0.5,0.75",
-             f"1/b.png,{x0:.3f},{y0:.3f},{x1 - x0:.3f},{y1 - y0:.3f},,1,0.25,0.125"]
+    lines = [
+        f"1/a.png,{x0:.3f},{y0:.3f},{x1 - x0:.3f},{y1 - y0:.3f},{_release_landmarks(points5)},6,-0.5,0.75",
+        f"1/b.png,{x0:.3f},{y0:.3f},{x1 - x0:.3f},{y1 - y0:.3f},,1,0.25,0.125",
+    ]
     (tmp_path / "training.csv").write_text(",".join(COLUMNS) + "\n" + "\n".join(lines) + "\n")
 
     out = tmp_path / "faces.h5"

@@ -1,4 +1,5 @@
-"""FER+ labels for FER2013: Microsoft's majority rule, every kind of dropped row, pairing errors, kept votes."""
+"""FER+ labels for FER2013: Microsoft's majority rule, every kind of dropped row, pairing errors, kept
+votes."""
 
 from __future__ import annotations
 
@@ -76,15 +77,25 @@ def test_ferplus_majority_labels_replace_fer2013s(tmp_path):
     kept = [i for i, row in enumerate(ROWS) if row[3] in CLASSES]
     assert [r.source for r in out.records] == [f"{fer}:{_fer_line(i)}" for i in kept]
     assert [CLASSES[r.label] for r in out.records] == [ROWS[i][3] for i in kept]
-    assert [r.split for r in out.records] == ["train", "train", "train", "PublicTest", "PrivateTest", "PublicTest",
-                                              "PrivateTest", "train"]
+    assert [r.split for r in out.records] == [
+        "train",
+        "train",
+        "train",
+        "PublicTest",
+        "PrivateTest",
+        "PublicTest",
+        "PrivateTest",
+        "train",
+    ]
     assert all(r.pixels.shape == (48, 48) and r.aligned for r in out.records)
 
 
 def test_ferplus_raw_votes_are_kept_as_values(tmp_path):
     out = read_fer2013(*_files(tmp_path))
     assert VALUE_NAMES[0] == "ferplus_neutral" and VALUE_NAMES[-1] == "ferplus_NF"
-    assert out.records[1].values == tuple(zip(VALUE_NAMES, (0.0, 5.0, 3.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0)))
+    assert out.records[1].values == tuple(
+        zip(VALUE_NAMES, (0.0, 5.0, 3.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0))
+    )
     assert all(len(r.values) == 10 for r in out.records)
 
 
@@ -102,7 +113,10 @@ def test_ferplus_dropped_rows_are_counted_with_their_reason(tmp_path):
     assert out.label_map["labels"].startswith(f"FER+ majority votes of {votes}")
     assert out.label_map["happiness"] == "happy" and out.label_map["anger"] == "angry"
     assert out.label_map["contempt"] == "dropped (1 images)" and out.label_map["NF"] == "dropped (1 images)"
-    assert out.label_map["no majority"] == "dropped (1 images)" and out.label_map["Usage Training"] == "split train"
+    assert (
+        out.label_map["no majority"] == "dropped (1 images)"
+        and out.label_map["Usage Training"] == "split train"
+    )
     assert "0 (Angry)" not in out.label_map
 
 
@@ -149,15 +163,20 @@ def test_ferplus_bad_vote_is_an_error_naming_the_line(tmp_path, vote):
     fields[3] = vote  # happiness of data row 2
     lines[2] = ",".join(fields)
     votes.write_text("\n".join(lines) + "\n")
-    with pytest.raises(ValueError, match=rf"fer2013new.csv:3: cannot parse happiness vote '{vote}' "
-                                         r"\(expected a non-negative integer\)"):
+    with pytest.raises(
+        ValueError,
+        match=rf"fer2013new.csv:3: cannot parse happiness vote '{vote}' "
+        r"\(expected a non-negative integer\)",
+    ):
         read_fer2013(fer, ferplus=votes)
 
 
 def test_ferplus_missing_column_or_file(tmp_path):
     fer, votes = _files(tmp_path)
     votes.write_text(votes.read_text().replace(",NF", ",nonface", 1))
-    with pytest.raises(ValueError, match=r"fer2013new.csv: missing column\(s\) \['NF'\]; expected the header Usage"):
+    with pytest.raises(
+        ValueError, match=r"fer2013new.csv: missing column\(s\) \['NF'\]; expected the header Usage"
+    ):
         read_fer2013(fer, ferplus=votes)
     with pytest.raises(FileNotFoundError, match="nowhere.csv"):
         read_fer2013(fer, ferplus=tmp_path / "nowhere.csv")
@@ -181,12 +200,14 @@ def test_ferplus_through_read_dataset_and_bad_contempt(tmp_path):
 
 
 def test_majority_follows_microsofts_rule():
-    votes = np.array([
-        [6, 4, 0, 0, 0, 0, 0, 0, 0, 0],  # 6 of 10
-        [5, 5, 0, 0, 0, 0, 0, 0, 0, 0],  # tie: exactly half is not a majority
-        [5, 1, 1, 1, 1, 1, 0, 0, 0, 0],  # single votes removed: 5 of 5
-        [1, 1, 1, 1, 1, 1, 1, 1, 1, 1],  # nothing left
-        [0, 0, 0, 0, 0, 0, 0, 3, 2, 0],  # contempt 3 of 5
-        [2, 0, 0, 0, 0, 0, 0, 0, 0, 3],  # NF 3 of 5
-    ])
+    votes = np.array(
+        [
+            [6, 4, 0, 0, 0, 0, 0, 0, 0, 0],  # 6 of 10
+            [5, 5, 0, 0, 0, 0, 0, 0, 0, 0],  # tie: exactly half is not a majority
+            [5, 1, 1, 1, 1, 1, 0, 0, 0, 0],  # single votes removed: 5 of 5
+            [1, 1, 1, 1, 1, 1, 1, 1, 1, 1],  # nothing left
+            [0, 0, 0, 0, 0, 0, 0, 3, 2, 0],  # contempt 3 of 5
+            [2, 0, 0, 0, 0, 0, 0, 0, 0, 3],  # NF 3 of 5
+        ]
+    )
     assert majority(votes).tolist() == [0, NO_MAJORITY, 0, NO_MAJORITY, 7, 9]

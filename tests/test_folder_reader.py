@@ -6,11 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from png16 import as_16bit, source_8bit, write_png16
 
 from pasm.data.faces import build_faces
 from pasm.data.labels import CLASSES
 from pasm.data.readers.folder import read_folder, read_folder_dataset
-from png16 import as_16bit, source_8bit, write_png16
 
 
 def _png(path, value=100, size=(10, 12), mode="RGB"):
@@ -91,7 +91,9 @@ def test_non_square_images_keep_their_aspect_ratio(tmp_path, caplog, resize):
     if resize == "crop":
         assert height == width == 20 and (image[:, 0] == 100).all()  # the centred square fills the frame
     else:
-        assert (image[:6] == 0).all() and (image[-6:] == 0).all() and (image[20, 0] == 100).all()  # black bars
+        assert (
+            (image[:6] == 0).all() and (image[-6:] == 0).all() and (image[20, 0] == 100).all()
+        )  # black bars
     assert faces.attrs["resize"] == resize and faces.attrs["non_square"] == 1
     verb = "centre-cropped" if resize == "crop" else "padded"
     assert f"1 non-square image(s) {verb} to 40 x 40 (resize: {resize}; first: " in caplog.text
@@ -120,6 +122,9 @@ def test_strong_enlargements_and_unread_files_are_counted(tmp_path, caplog):
         faces = build_faces(read_folder_dataset(tmp_path), 32, {})
     assert len(faces.images) == 2
     assert faces.attrs["upscaled_over_limit"] == 1 and faces.attrs["upscale_limit"] == 4.0
-    assert "1 image(s) enlarged more than 4x to 32 px (most: 6.4x" in caplog.text and "tiny.png (5x5)" in caplog.text
+    assert (
+        "1 image(s) enlarged more than 4x to 32 px (most: 6.4x" in caplog.text
+        and "tiny.png (5x5)" in caplog.text
+    )
     assert faces.attrs["ignored_by_extension"] == {"(folder)": 1, "(none)": 1, ".heic": 2, ".txt": 1}
     assert "5 files or folders not read" in caplog.text

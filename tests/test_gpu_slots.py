@@ -29,8 +29,13 @@ with claim_gpu(2, sys.argv[1], env={}, timeout=0) as i:
 def start_holder(lock_dir: Path) -> tuple[subprocess.Popen, int]:
     """Start a holder process; returns it and the slot it claimed."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(lock_dir)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(lock_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     line = proc.stdout.readline()
     if not line:
         proc.kill()

@@ -66,7 +66,9 @@ def test_leftover_of_a_killed_writer_is_removed_by_the_next_one(tmp_path):
 
 def test_a_live_writers_temporary_is_left_alone(tmp_path):
     target = tmp_path / "out.h5"
-    writer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # another run, still writing
+    writer = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"]
+    )  # another run, still writing
     try:
         live = tmp_path / f".out.h5.{writer.pid}.tmp"
         live.write_bytes(b"being written")

@@ -1,5 +1,5 @@
 """Runs that survive being killed: a real Snakemake run is SIGKILLed (with its job processes)
-during the point search and during fine-tuning, restarted the way the README says, and must
+during the point search and during fine-tuning, restarted the way docs/operations.md says, and must
 redo only the unfinished work and end with the artifacts of an uninterrupted run."""
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ import h5py
 import numpy as np
 import pytest
 import torch
-
 from conftest import REPO, run_snakemake, write_config
+
+pytestmark = pytest.mark.workflow  # runs Snakemake or the whole pipeline: make test-fast leaves it out
 
 # Like test_workflow.TINY, sized so that each of the 4 search shards and each of the 4
 # fine-tuning epochs takes long enough to be killed in the middle of.
@@ -52,9 +53,26 @@ POLL_S = 0.02
 
 def _start(wd: Path, out: Path) -> subprocess.Popen:
     """The run to be killed: its own session, so that killpg reaches every job process too."""
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "workflow" / "Snakefile"), "-d", str(wd), "--cores", "1", TARGET]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    return subprocess.Popen(cmd, stdout=out.open("w"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "workflow" / "Snakefile"),
+        "-d",
+        str(wd),
+        "--cores",
+        "1",
+        TARGET,
+    ]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
+    return subprocess.Popen(
+        cmd, stdout=out.open("w"), stderr=subprocess.STDOUT, env=env, start_new_session=True
+    )
 
 
 def _kill(proc: subprocess.Popen) -> None:
@@ -70,14 +88,17 @@ def _wait_for(proc: subprocess.Popen, out: Path, condition, timeout: float = 300
         if got:
             return got
         if proc.poll() is not None:
-            pytest.fail(f"the run ended (rc {proc.returncode}) before the kill point:\n{out.read_text()[-3000:]}")
+            pytest.fail(
+                f"the run ended (rc {proc.returncode}) before the kill point:\n{out.read_text()[-3000:]}"
+            )
         time.sleep(POLL_S)
     _kill(proc)
     pytest.fail(f"no kill point within {timeout} s:\n{out.read_text()[-3000:]}")
 
 
 def _restart(wd: Path) -> str:
-    """The README's restart after a hard kill: release the stale lock, rerun with --rerun-incomplete."""
+    """docs/operations.md's restart after a hard kill: release the stale lock, rerun with
+    --rerun-incomplete."""
     run_snakemake(wd, "--unlock", "--cores", "1", TARGET)
     proc = run_snakemake(wd, "--cores", "1", TARGET, "--rerun-incomplete")
     return proc.stdout + proc.stderr
@@ -184,7 +205,8 @@ def _same_final_artifacts(wd: Path, ref: Path) -> dict[str, bool]:
     _same_model(wd / f"{R1}/model.pt", ref / f"{R1}/model.pt")
     _same_metrics(wd / TARGET, ref / TARGET)
     assert [_no_timing(r) for r in _train_log(wd / f"{R1}/train_log.csv")] == [
-        _no_timing(r) for r in _train_log(ref / f"{R1}/train_log.csv")]
+        _no_timing(r) for r in _train_log(ref / f"{R1}/train_log.csv")
+    ]
     return _bit_identical(wd, ref, FINAL)
 
 
@@ -200,8 +222,20 @@ def _copy_without(reference: Path, tmp_path: Path, names: list[str]) -> Path:
 
 def test_killed_during_the_search_redoes_only_unfinished_shards(reference, tmp_path):
     # round 0 as in the reference (saves the time of building it again); round 1 from its search on
-    wd = _copy_without(reference, tmp_path, ["points", "points.h5", "masked.h5", "masked_examples.png", "model.pt",
-                                             "train_log.csv", "metrics.json", "confusion.png"])
+    wd = _copy_without(
+        reference,
+        tmp_path,
+        [
+            "points",
+            "points.h5",
+            "masked.h5",
+            "masked_examples.png",
+            "model.pt",
+            "train_log.csv",
+            "metrics.json",
+            "confusion.png",
+        ],
+    )
     out = tmp_path / "killed_run.log"
     proc = _start(wd, out)
 
@@ -216,8 +250,11 @@ def test_killed_during_the_search_redoes_only_unfinished_shards(reference, tmp_p
     _wait_for(proc, out, in_the_middle_of_a_shard)
     time.sleep(0.5)  # into that shard's search
     incomplete = _marked_incomplete(wd)  # taken before the kill: outputs Snakemake had not yet recorded
-    before = {s: ((wd / s).stat().st_ino, (wd / s).stat().st_mtime_ns, _sha(wd / s)) for s in SHARDS
-              if (wd / s).exists()}
+    before = {
+        s: ((wd / s).stat().st_ino, (wd / s).stat().st_mtime_ns, _sha(wd / s))
+        for s in SHARDS
+        if (wd / s).exists()
+    }
     _kill(proc)
     assert 0 < len(before) < len(SHARDS), before
     assert not (wd / f"{R1}/points.h5").exists()
@@ -235,13 +272,17 @@ def test_killed_during_the_search_redoes_only_unfinished_shards(reference, tmp_p
         st = (wd / shard).stat()
         assert (st.st_ino, st.st_mtime_ns, _sha(wd / shard)) == before[shard]
     assert sorted(rule for rule, _ in _jobs(log)) == sorted(
-        ["search_points"] * len(searched) + ["gather_points", "masked_samples", "point_density", "finetune",
-                                             "evaluate"])
+        ["search_points"] * len(searched)
+        + ["gather_points", "masked_samples", "point_density", "finetune", "evaluate"]
+    )
     assert _leftovers(wd) == []
     identical = _same_final_artifacts(wd, reference)
-    print(f"\nsearch kill: {len(before)} of {len(SHARDS)} shards done at the kill, restart searched "
-          f"{len(searched)} ({sorted(Path(s).name for s in searched)}), kept {len(kept)}; temporary files at the "
-          f"kill: {left_at_kill}; bit-identical to the uninterrupted run: {identical}")
+    print(
+        f"\nsearch kill: {len(before)} of {len(SHARDS)} shards done at the kill, restart searched "
+        f"{len(searched)} ({sorted(Path(s).name for s in searched)}), kept {len(kept)}; "
+        f"temporary files at the "
+        f"kill: {left_at_kill}; bit-identical to the uninterrupted run: {identical}"
+    )
 
 
 def test_killed_during_finetuning_continues_after_the_last_saved_epoch(reference, tmp_path):
@@ -259,14 +300,20 @@ def test_killed_during_finetuning_continues_after_the_last_saved_epoch(reference
     _kill(proc)
     k = torch.load(wd / STATE, map_location="cpu", weights_only=False)["epoch"]  # what the restart finds
     assert 1 <= k < 4 and not (wd / f"{R1}/model.pt").exists()
-    killed_epochs = re.findall(r"epoch (\d)/4 loss", (wd / "results/tiny/logs/round1/finetune.log").read_text())
+    killed_epochs = re.findall(
+        r"epoch (\d)/4 loss", (wd / "results/tiny/logs/round1/finetune.log").read_text()
+    )
 
     log = _restart(wd)
     redone = sorted(rule for rule, _ in _jobs(log))
     # point_density needs only points.h5, so it may have run before the kill or after it
-    assert [r for r in redone if r != "point_density"] == ["evaluate", "finetune"] and redone.count("point_density") <= 1
+    assert [r for r in redone if r != "point_density"] == ["evaluate", "finetune"] and redone.count(
+        "point_density"
+    ) <= 1
     flog = (wd / "results/tiny/logs/round1/finetune.log").read_text()
-    assert re.search(rf"resuming from \S+model\.train_state\.pt: epochs 1-{k} done, continuing at epoch {k + 1}", flog)
+    assert re.search(
+        rf"resuming from \S+model\.train_state\.pt: epochs 1-{k} done, continuing at epoch {k + 1}", flog
+    )
     trained = [int(e) for e in re.findall(r"epoch (\d)/4 loss", flog)]
     assert trained == list(range(k + 1, 5))  # epochs 1..k were not trained again
     epochs = [int(r["epoch"]) for r in _train_log(wd / f"{R1}/train_log.csv")]
@@ -274,5 +321,8 @@ def test_killed_during_finetuning_continues_after_the_last_saved_epoch(reference
     assert not (wd / STATE).exists()
     assert _leftovers(wd) == []
     identical = _same_final_artifacts(wd, reference)
-    print(f"\nfinetune kill: epochs finished before the kill {killed_epochs}, saved state at epoch {k}, restart "
-          f"trained epochs {trained}; bit-identical to the uninterrupted run: {identical}")
+    print(
+        f"\nfinetune kill: epochs finished before the kill {killed_epochs}, "
+        f"saved state at epoch {k}, restart "
+        f"trained epochs {trained}; bit-identical to the uninterrupted run: {identical}"
+    )

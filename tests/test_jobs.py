@@ -7,14 +7,19 @@ from types import SimpleNamespace
 import pytest
 from snakemake.iocontainers import Log, ResourceList
 
-from pasm.workflow.jobs import NotRetried, snakemake_job
+from pasm.workflow.run import NotRetried, snakemake_job
 
 
 def _job(tmp_path, attempt: int | None):
     """What a Snakemake script job hands over, for a rule with (or without) the attempt resource."""
     resources = {"_cores": 1} if attempt is None else {"_cores": 1, "attempt": attempt}
-    return SimpleNamespace(log=Log(fromdict={"log": str(tmp_path / "faces.log")}), threads=1, rule="faces",
-                           wildcards={"ds": "x"}, resources=ResourceList(fromdict=resources))
+    return SimpleNamespace(
+        log=Log(fromdict={"log": str(tmp_path / "faces.log")}),
+        threads=1,
+        rule="faces",
+        wildcards={"ds": "x"},
+        resources=ResourceList(fromdict=resources),
+    )
 
 
 def _run(job, error: Exception | None) -> list[str]:
@@ -38,11 +43,15 @@ def test_a_data_error_is_not_worked_through_again_on_a_retry(tmp_path):
     (happened,) = _run(_job(tmp_path, 2), None)
     assert happened.startswith("not retried: an earlier attempt failed on its input data")
     assert "ValueError: data/fer2013.csv.gz: truncated" in happened and "worked" not in happened
-    assert "data/fer2013.csv.gz: truncated" in (tmp_path / "faces.log").read_text()  # the retry's log says why
+    assert (
+        "data/fer2013.csv.gz: truncated" in (tmp_path / "faces.log").read_text()
+    )  # the retry's log says why
 
 
-@pytest.mark.parametrize("error", [MemoryError("out of memory"), RuntimeError("CUDA out of memory"),
-                                   OSError(5, "Input/output error")])
+@pytest.mark.parametrize(
+    "error",
+    [MemoryError("out of memory"), RuntimeError("CUDA out of memory"), OSError(5, "Input/output error")],
+)
 def test_resource_failures_are_retried(tmp_path, error):
     assert _run(_job(tmp_path, 1), error)[0] == "worked"
     assert _run(_job(tmp_path, 2), None) == ["worked"]  # a retry does the work

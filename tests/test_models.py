@@ -1,11 +1,12 @@
-"""Backbones: torchvision architectures with 7 outputs, ImageNet weights from a local file or a clear error."""
+"""Backbones: torchvision architectures with 7 outputs, ImageNet weights from a local file or a clear
+error."""
 
 import pytest
 import torch
 import torchvision
 
-from pasm.workflow.config import ConfigError, validate_config
 from pasm.nn.models import MissingWeightsError, build_model, imagenet_weights_file
+from pasm.workflow.config import ConfigError, validate_config
 
 
 def test_backbones_have_seven_outputs():
@@ -35,8 +36,17 @@ def test_missing_imagenet_weights_say_which_file_goes_where(tmp_path, monkeypatc
         build_model("resnet34", 7, pretrained="imagenet")
     assert str(cached) in str(err.value) and url in str(err.value) and "weights_file" in str(err.value)
     with pytest.raises(ConfigError, match="resnet34-b627a593.pth"):  # caught before any job runs
-        validate_config({"datasets": {"x": {"format": "demo", "root": "d",
-                                            "model": {"arch": "resnet34", "pretrained": "imagenet"}}}})
+        validate_config(
+            {
+                "datasets": {
+                    "x": {
+                        "format": "demo",
+                        "root": "d",
+                        "model": {"arch": "resnet34", "pretrained": "imagenet"},
+                    }
+                }
+            }
+        )
     with pytest.raises(ValueError, match="no ImageNet weights"):
         build_model("compact", 7, pretrained="imagenet")
 

@@ -17,12 +17,15 @@ def test_identical_methods_have_zero_difference_and_p_one():
     assert got["p_value"] == 1.0 and got["only_a"] == got["only_b"] == 0
 
 
-@pytest.mark.parametrize("only_a, only_b, p", [
-    (3, 0, 2 * 0.5**3),                       # 0.25
-    (5, 1, 2 * (1 + 6) / 2**6),               # 2 P(X <= 1), X ~ Bin(6, 1/2) = 0.21875
-    (10, 10, 1.0),                            # balanced: no evidence either way
-    (0, 8, 2 * 0.5**8),
-])
+@pytest.mark.parametrize(
+    "only_a, only_b, p",
+    [
+        (3, 0, 2 * 0.5**3),  # 0.25
+        (5, 1, 2 * (1 + 6) / 2**6),  # 2 P(X <= 1), X ~ Bin(6, 1/2) = 0.21875
+        (10, 10, 1.0),  # balanced: no evidence either way
+        (0, 8, 2 * 0.5**8),
+    ],
+)
 def test_mcnemar_exact_matches_the_binomial_by_hand(only_a, only_b, p):
     n_same = 7  # concordant pairs (both right or both wrong) do not enter the test
     a = np.array([1] * only_a + [0] * only_b + [1] * n_same)
@@ -85,8 +88,13 @@ def test_one_seed_has_no_spread_in_the_table():
 
     labels = np.array([0, 1, 0, 1, 1, 0])
     pred = {"round0": np.array([[0, 1, 1, 1, 0, 0]]), "round1": np.array([[0, 1, 0, 1, 0, 0]])}
-    sets = {"splits/test": {"labels": labels, "predicted": pred,
-                            "correct": {m: p == labels for m, p in pred.items()}}}
+    sets = {
+        "splits/test": {
+            "labels": labels,
+            "predicted": pred,
+            "correct": {m: p == labels for m, p in pred.items()},
+        }
+    }
     rows = comparison_rows(sets, ["round0", "round1"], ["round0"], n_boot=200)
     assert np.isnan(rows[0]["accuracy_sd"]) and rows[1]["accuracy_mean"] == 5 / 6
     text = markdown(rows, ["round0"], [0], "toy", 200)

@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from search_cases import MEAN, STD, assert_same, normalise, random_cnn_case
 
-from pasm.search import SearchParams, search_points
+from pasm.search import SearchParams, find_points
 from pasm.search.de import _donors, initial_population, mutate
 from pasm.search.rng import image_keys, uniforms
 
@@ -58,7 +57,7 @@ def case_data(case: str):
 
 def run(model, images, labels, **kw):
     params = SearchParams(**{"population": 20, "generations": 10, "batch_size": 50, **kw})
-    return search_points(model, images, labels, mean=MEAN, std=STD, params=params, progress=False)
+    return find_points(model, images, labels, mean=MEAN, std=STD, params=params, progress=False)
 
 
 def budget(params_pop: int, gens: int) -> int:
@@ -120,9 +119,16 @@ def test_output_types_and_ranges():
     model, images, labels = random_cnn_case()
     out = run(model, images, labels)
     n, h, w = images.shape[:3]
-    expected = {"x": np.int32, "y": np.int32, "rgb": np.uint8, "prob_before": np.float32,
-                "prob_after": np.float32, "flipped": np.bool_, "queries": np.int32,
-                "clean_correct": np.bool_}
+    expected = {
+        "x": np.int32,
+        "y": np.int32,
+        "rgb": np.uint8,
+        "prob_before": np.float32,
+        "prob_after": np.float32,
+        "flipped": np.bool_,
+        "queries": np.int32,
+        "clean_correct": np.bool_,
+    }
     assert set(out) == set(expected)
     for k, dt in expected.items():
         assert out[k].dtype == dt, k
@@ -158,12 +164,21 @@ def test_shard_reproduces_full_run():
     model, images, labels = random_cnn_case()
     full = run(model, images, labels)
     params = SearchParams(population=20, generations=10)
-    part = search_points(model, images[10:20], labels[10:20], mean=MEAN, std=STD, params=params,
-                         progress=False, indices=np.arange(10, 20))
+    part = find_points(
+        model,
+        images[10:20],
+        labels[10:20],
+        mean=MEAN,
+        std=STD,
+        params=params,
+        progress=False,
+        indices=np.arange(10, 20),
+    )
     assert_same(part, {k: v[10:20] for k, v in full.items()})
     # Without the global indices the shard's random streams differ.
-    other = search_points(model, images[10:20], labels[10:20], mean=MEAN, std=STD, params=params,
-                          progress=False)
+    other = find_points(
+        model, images[10:20], labels[10:20], mean=MEAN, std=STD, params=params, progress=False
+    )
     assert any((other[k] != full[k][10:20]).any() for k in ("x", "y", "rgb"))
 
 

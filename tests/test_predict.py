@@ -1,4 +1,5 @@
-"""`pasm predict` on real photographs with a real (tiny, untrained) model file, and the stored face preparation."""
+"""`pasm predict` on real photographs with a real (tiny, untrained) model file, and the stored face
+preparation."""
 
 from __future__ import annotations
 
@@ -13,14 +14,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-
-from pasm.app import cli
-from pasm.data.align import align_face, load_image
-from pasm.data.labels import CLASSES
-from pasm.data.model_card import face_preparation, stored_preparation
-from pasm.app.predict import Predictor, find_images, to_grey
 from predict_cases import REPO, SIZE, photo, tiny_model_file
 
+from pasm.app import cli
+from pasm.app.predict import Predictor, find_images, to_grey
+from pasm.data.align import align_face
+from pasm.data.decode import load_image
+from pasm.data.labels import CLASSES
+from pasm.data.preparation import face_preparation, stored_preparation
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -43,23 +44,27 @@ def _records(text: str) -> list[dict]:
 # --- the alignment record stored in model files ---------------------------------------------------
 
 
-def test_card_says_how_training_faces_were_made(tmp_path):
-    fer = face_preparation({"format": "fer2013", "root": "x.csv", "image_size": 48, "align": {}})
+def test_card_says_how_training_faces_were_made():
+    fer = face_preparation("fer2013", 48, {}, pre_aligned=True)
     assert fer["grey"] is True and fer["source"] == "pre-aligned" and fer["image_size"] == 48
     assert fer["settings"]["template"] == "fer2013" and fer["settings"]["size"] == 48  # FER2013's own framing
 
-    raf = face_preparation({"format": "rafdb", "root": "raf", "image_size": 100, "rafdb": {"images": "original"},
-                            "align": {"scale": 1.2, "min_face": 30, "batch_size": 4}})
+    raf = face_preparation("rafdb", 100, {"scale": 1.2, "min_face": 30, "batch_size": 4}, pre_aligned=False)
     assert raf["grey"] is False and raf["source"] == "aligned"
-    assert raf["settings"]["scale"] == 1.2 and raf["settings"]["min_face"] == 30 and "batch_size" not in raf["settings"]
+    assert (
+        raf["settings"]["scale"] == 1.2
+        and raf["settings"]["min_face"] == 30
+        and "batch_size" not in raf["settings"]
+    )
 
-    (tmp_path / "cohn-kanade-images").mkdir()
-    ck = face_preparation({"format": "ckplus", "root": str(tmp_path), "image_size": 64, "align": {}})
+    ck = face_preparation("ckplus", 64, {}, pre_aligned=False)
     assert ck["grey"] is True and ck["source"] == "aligned" and ck["settings"]["template"] == "fer-v1"
-    ck48 = face_preparation({"format": "ckplus", "root": str(tmp_path / "CK+48"), "image_size": 48, "align": {}})
+    ck48 = face_preparation("ckplus", 48, {}, pre_aligned=True)
     assert ck48["source"] == "pre-aligned" and ck48["settings"]["template"] == "fer2013"
-    demo = face_preparation({"format": "demo", "root": "data/demo", "image_size": 64, "align": {}})
-    assert demo["grey"] is False and demo["source"] == "pre-aligned" and demo["settings"]["template"] == "fer-v1"
+    demo = face_preparation("demo", 64, {}, pre_aligned=True)
+    assert (
+        demo["grey"] is False and demo["source"] == "pre-aligned" and demo["settings"]["template"] == "fer-v1"
+    )
     assert json.loads(json.dumps(raf)) == raf  # stored as plain values
 
 
@@ -72,7 +77,7 @@ def test_old_model_files_get_a_logged_guess(caplog):
     assert demo["settings"]["size"] == 64 and demo["settings"]["template"] == "fer-v1"
     assert sum("no complete alignment record" in r.getMessage() for r in caplog.records) == 2
     caplog.clear()
-    complete = face_preparation({"format": "demo", "root": ".", "image_size": 64, "align": {}})
+    complete = face_preparation("demo", 64, {}, pre_aligned=True)
     assert stored_preparation({"image_size": 64, "alignment": complete})["grey"] is False
     assert not caplog.records
 
@@ -112,9 +117,23 @@ def test_folder_with_face_no_face_and_corrupt_file(colour_model, tmp_path):
 
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "pasm.app.cli", "predict", str(folder), "--model", str(colour_model), "--device", "cpu",
-         "--annotate", str(annotated)],
-        capture_output=True, text=True, env=env, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "pasm.app.cli",
+            "predict",
+            str(folder),
+            "--model",
+            str(colour_model),
+            "--device",
+            "cpu",
+            "--annotate",
+            str(annotated),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
     )
     assert proc.returncode == 2, proc.stderr
     by_file: dict[str, list[dict]] = {}
@@ -132,7 +151,9 @@ def test_folder_with_face_no_face_and_corrupt_file(colour_model, tmp_path):
     drawn = np.asarray(Image.open(annotated / "inputs" / "angry.jpg").convert("RGB")).astype(int)
     original = load_image(folder / "angry.jpg").astype(int)
     assert drawn.shape == original.shape and np.abs(drawn - original).max() > 100  # the box is drawn
-    assert (annotated / "inputs" / "sub" / "SAD.JPG").is_file() and (annotated / "inputs" / "gradient.png").is_file()
+    assert (annotated / "inputs" / "sub" / "SAD.JPG").is_file() and (
+        annotated / "inputs" / "gradient.png"
+    ).is_file()
     assert not (annotated / "inputs" / "x.jpg").exists()
 
 
@@ -141,8 +162,8 @@ def test_grey_models_see_grey_faces(colour_model, grey_model, tmp_path):
     colour, grey = Predictor(colour_model, "cpu"), Predictor(grey_model, "cpu")
     assert (colour.grey, grey.grey) == (False, True)
     assert (colour.settings.template, grey.settings.template) == ("fer-v1", "fer2013")
-    (c_face,), = colour.predict([image])
-    (g_face,), = grey.predict([image])
+    ((c_face,),) = colour.predict([image])
+    ((g_face,),) = grey.predict([image])
     assert c_face.crop.shape == g_face.crop.shape == (SIZE, SIZE, 3)
     assert np.ptp(c_face.crop.astype(int), axis=2).max() > 20  # the colour crop keeps colour
     _, landmarks, _ = grey.aligner.detect([image])[0]
@@ -160,12 +181,18 @@ def test_grey_models_see_grey_faces(colour_model, grey_model, tmp_path):
 
 def test_find_images_recurses_and_filters(tmp_path):
     (tmp_path / "a" / "b").mkdir(parents=True)
-    for name in ("a/one.JPEG", "a/b/two.webp", "a/b/three.Bmp", "a/skip.gif", "a/b/readme.md"):
+    names = ("a/one.JPEG", "a/b/two.webp", "a/b/three.Bmp", "a/four.GIF", "a/skip.heic", "a/b/readme.md")
+    for name in names:
         (tmp_path / name).write_bytes(b"")
-    named = tmp_path / "a" / "skip.gif"  # a file named on the command line is always tried
+    named = tmp_path / "a" / "skip.heic"  # a file named on the command line is always tried
     found = find_images([tmp_path / "a", named, tmp_path / "a" / "one.JPEG"])
     assert [str(i.path.relative_to(tmp_path)) for i in found] == [
-        "a/b/three.Bmp", "a/b/two.webp", "a/one.JPEG", "a/skip.gif"]
+        "a/b/three.Bmp",
+        "a/b/two.webp",
+        "a/four.GIF",
+        "a/one.JPEG",
+        "a/skip.heic",
+    ]
 
 
 # --- files given as --model that are not pasm model files -----------------------------------------
@@ -184,8 +211,16 @@ def _bad_model_files(folder: Path, good: Path) -> dict[str, tuple[Path, str]]:
     random_bytes.write_bytes(np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes())
     files["random bytes"] = random_bytes, "unknown content starting with the bytes"
     faces = folder / "faces.h5"
-    write_faces(faces, Faces(images=np.zeros((1, 4, 4, 3), np.uint8), labels=np.zeros(1, np.int64),
-                             splits=np.array(["train"]), sources=np.array(["a.png"]), status=np.array(["pre-aligned"])))
+    write_faces(
+        faces,
+        Faces(
+            images=np.zeros((1, 4, 4, 3), np.uint8),
+            labels=np.zeros(1, np.int64),
+            splits=np.array(["train"]),
+            sources=np.array(["a.png"]),
+            status=np.array(["pre-aligned"]),
+        ),
+    )
     files["faces.h5"] = faces, "an HDF5 file"
     empty = folder / "empty.pt"
     empty.write_bytes(b"")
@@ -195,10 +230,17 @@ def _bad_model_files(folder: Path, good: Path) -> dict[str, tuple[Path, str]]:
     files["truncated"] = truncated, "a damaged or truncated zip archive"
     weights = folder / "resnet18.pth"
     torch.save({"conv1.weight": torch.zeros(2), "fc.bias": torch.zeros(7)}, weights)
-    files["bare state_dict"] = weights, ("without pasm's format, meta and state_dict keys, e.g. ImageNet weights "
-                                         "or a bare state_dict; it holds conv1.weight, fc.bias")
+    files["bare state_dict"] = (
+        weights,
+        (
+            "without pasm's format, meta and state_dict keys, e.g. ImageNet weights "
+            "or a bare state_dict; it holds conv1.weight, fc.bias"
+        ),
+    )
     objects = folder / "objects.pt"
-    torch.save(argparse.Namespace(model=1), objects)  # loading it would need weights_only=False: code execution
+    torch.save(
+        argparse.Namespace(model=1), objects
+    )  # loading it would need weights_only=False: code execution
     files["pickled object"] = objects, "objects other than tensors and plain values; not loaded"
     blob = torch.load(good, weights_only=True)
     del blob["meta"]["classes"]
@@ -208,8 +250,18 @@ def _bad_model_files(folder: Path, good: Path) -> dict[str, tuple[Path, str]]:
     return files
 
 
-@pytest.mark.parametrize("case", ["random bytes", "faces.h5", "empty", "truncated", "bare state_dict",
-                                  "pickled object", "meta without classes"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "random bytes",
+        "faces.h5",
+        "empty",
+        "truncated",
+        "bare state_dict",
+        "pickled object",
+        "meta without classes",
+    ],
+)
 def test_a_file_that_is_not_a_model_gets_one_line_naming_it(colour_model, tmp_path, capsys, case):
     path, what = _bad_model_files(tmp_path, colour_model)[case]
     image = tmp_path / "face.png"

@@ -1,4 +1,5 @@
-"""Data set readers on tiny fixtures in each real layout, every kind of bad input, and the shared real data."""
+"""Data set readers on tiny fixtures in each real layout, every kind of bad input, and the shared real
+data."""
 
 from __future__ import annotations
 
@@ -57,8 +58,11 @@ def _raf(root: Path, label_file: str = "list_patition_label.txt") -> Path:
 
 
 def _raf_lists(root: Path) -> dict[str, Path]:
-    return {"occlusion_list": root / "rafdb_occlusion_list.txt", "pose30_list": root / "val_raf_db_list.txt",
-            "pose45_list": root / "val_raf_db_list_45.txt"}
+    return {
+        "occlusion_list": root / "rafdb_occlusion_list.txt",
+        "pose30_list": root / "val_raf_db_list.txt",
+        "pose45_list": root / "val_raf_db_list_45.txt",
+    }
 
 
 def _label_file(root: Path) -> Path:
@@ -93,8 +97,11 @@ def test_rafdb_subsets_match_by_number_and_tolerate_repeats(tmp_path):
     root = _raf(tmp_path)
     out = read_rafdb(root, **_raf_lists(root))
     stems = {name: [out.records[i].path.stem for i in idx] for name, idx in out.subsets.items()}
-    assert stems == {"occlusion": ["test_0001_aligned", "test_0003_aligned"],
-                     "pose30": ["test_0001_aligned", "test_0004_aligned"], "pose45": ["test_0007_aligned"]}
+    assert stems == {
+        "occlusion": ["test_0001_aligned", "test_0003_aligned"],
+        "pose30": ["test_0001_aligned", "test_0004_aligned"],
+        "pose45": ["test_0007_aligned"],
+    }
 
 
 def test_rafdb_list_paths_relative_to_root(tmp_path):
@@ -150,16 +157,32 @@ def test_rafdb_repeated_label_line_is_tolerated(tmp_path):
 @pytest.mark.parametrize(
     ("list_name", "text", "message"),
     [
-        ("rafdb_occlusion_list.txt", "test_0002_aligned 0 glasses", r"list.txt:1: label 0 \(Surprise\) contradicts"),
+        (
+            "rafdb_occlusion_list.txt",
+            "test_0002_aligned 0 glasses",
+            r"list.txt:1: label 0 \(Surprise\) contradicts",
+        ),
         ("rafdb_occlusion_list.txt", "test_0002_aligned", r"occlusion_list.txt:1: cannot parse"),
         ("rafdb_occlusion_list.txt", "test_0002_aligned 7 mask", r"occlusion_list.txt:1: unknown .* value 7"),
-        ("rafdb_occlusion_list.txt", "test_0099_aligned 0 mask", r"list.txt:1: .*99 is not in the label file"),
-        ("rafdb_occlusion_list.txt", "train_00001_aligned 0 mask", r"occlusion_list.txt:1: .*not a test image"),
+        (
+            "rafdb_occlusion_list.txt",
+            "test_0099_aligned 0 mask",
+            r"list.txt:1: .*99 is not in the label file",
+        ),
+        (
+            "rafdb_occlusion_list.txt",
+            "train_00001_aligned 0 mask",
+            r"occlusion_list.txt:1: .*not a test image",
+        ),
         ("rafdb_occlusion_list.txt", "test_0001_aligned 0 hand", r"list.txt:4: .*listed differently at .*:1"),
         ("val_raf_db_list.txt", "test_0001_aligned.jpg", r"val_raf_db_list.txt:1: cannot parse"),
         ("val_raf_db_list.txt", "x/test_0001_aligned.jpg", r"val_raf_db_list.txt:1: cannot parse"),
         ("val_raf_db_list.txt", "9/test_0001_aligned.jpg", r"val_raf_db_list.txt:1: unknown .* value 9"),
-        ("val_raf_db_list_45.txt", "5/test_0007_aligned.jpg", r"list_45.txt:1: label 5 \(Anger\) contradicts"),
+        (
+            "val_raf_db_list_45.txt",
+            "5/test_0007_aligned.jpg",
+            r"list_45.txt:1: label 5 \(Anger\) contradicts",
+        ),
     ],
 )
 def test_rafdb_bad_list_lines_are_errors(tmp_path, list_name, text, message):
@@ -192,6 +215,7 @@ def test_rafdb_many_missing_images_mean_a_wrong_root(tmp_path):
 
 
 # ---------------------------------------------------------------- FER2013
+
 
 def _pixels(seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (48, 48), dtype=np.uint8)
@@ -253,7 +277,11 @@ def test_fer2013_blank_lines_keep_line_numbers(tmp_path):
 @pytest.mark.parametrize(
     ("header", "row", "message"),
     [
-        ("emotion,pixels", None, r"f.csv: missing column\(s\) \['Usage'\]; expected the header emotion,pixels,Usage"),
+        (
+            "emotion,pixels",
+            None,
+            r"f.csv: missing column\(s\) \['Usage'\]; expected the header emotion,pixels,Usage",
+        ),
         (None, ("7", None, "Training"), r"f.csv:3: unknown emotion value 7"),
         (None, ("sad", None, "Training"), r"f.csv:3: cannot parse emotion 'sad'"),
         (None, ("1", None, "Validation"), r"f.csv:3: unknown Usage value 'Validation'"),
@@ -314,7 +342,10 @@ def test_fer2013_image_folder_copy(tmp_path):
     _img(tmp_path / "test" / "neutral" / "PublicTest_3.jpg", size=(48, 48))
     out = read_fer2013(tmp_path)
     assert sorted((r.split, CLASSES[r.label]) for r in out.records) == [
-        ("test", "neutral"), ("train", "angry"), ("train", "happy")]
+        ("test", "neutral"),
+        ("train", "angry"),
+        ("train", "happy"),
+    ]
     assert all(r.aligned and r.path is not None for r in out.records)
 
 
@@ -330,17 +361,27 @@ def test_pixel_records_decode_to_rgb_faces(tmp_path):
     path = _write_csv(tmp_path / "f.csv", _fer_rows(("Training", "PublicTest")))
     faces = build_faces(read_fer2013(path).records, 48, {})
     assert faces.images.shape == (2, 48, 48, 3)
-    assert np.array_equal(faces.images[1][..., 0], _pixels(1)) and np.array_equal(faces.images[1][..., 2], _pixels(1))
+    assert np.array_equal(faces.images[1][..., 0], _pixels(1)) and np.array_equal(
+        faces.images[1][..., 2], _pixels(1)
+    )
     assert faces.sources.tolist() == [f"{path}:2", f"{path}:3"]
     assert build_faces(read_fer2013(path).records, 16, {}).images.shape == (2, 16, 16, 3)
 
 
 # ---------------------------------------------------------------- CK+ original layout
 
-def _ck_sequence(root: Path, subject: str, seq: str, frames: int, code: float | str | None, peak: int | None = None):
-    """A cohn-kanade-images sequence; code writes Emotion/<..>_emotion.txt naming frame `peak` (default last)."""
+
+def _ck_sequence(
+    root: Path, subject: str, seq: str, frames: int, code: float | str | None, peak: int | None = None
+):
+    """A cohn-kanade-images sequence; code writes Emotion/<..>_emotion.txt naming frame `peak` (default
+    last)."""
     for f in range(1, frames + 1):
-        _img(root / "cohn-kanade-images" / subject / seq / f"{subject}_{seq}_{f:08d}.png", value=10 * f, size=(16, 12))
+        _img(
+            root / "cohn-kanade-images" / subject / seq / f"{subject}_{seq}_{f:08d}.png",
+            value=10 * f,
+            size=(16, 12),
+        )
     if code is not None:
         peak = peak or frames
         path = root / "Emotion" / subject / seq / f"{subject}_{seq}_{peak:08d}_emotion.txt"
@@ -366,9 +407,13 @@ def _frames(records: list[Record]) -> list[tuple[str, str]]:
 def test_ckplus_original_protocol_drops_contempt_sequences(tmp_path):
     out = read_ckplus(_ck_original(tmp_path), folds=2)
     assert _frames(out.records) == [
-        ("S005_001_00000001", "neutral"), ("S005_001_00000003", "angry"), ("S005_001_00000004", "angry"),
+        ("S005_001_00000001", "neutral"),
+        ("S005_001_00000003", "angry"),
+        ("S005_001_00000004", "angry"),
         ("S005_001_00000005", "angry"),
-        ("S010_001_00000001", "neutral"), ("S010_001_00000003", "happy"), ("S010_001_00000004", "happy"),
+        ("S010_001_00000001", "neutral"),
+        ("S010_001_00000003", "happy"),
+        ("S010_001_00000004", "happy"),
         ("S010_001_00000005", "happy"),
     ]
     assert [r.subject for r in out.records] == ["S005"] * 4 + ["S010"] * 4
@@ -388,10 +433,13 @@ def test_ckplus_original_contempt_mapped(tmp_path):
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [("abc\n", r"_emotion.txt:1: cannot parse emotion code 'abc'"),
-     ("", "cannot parse emotion code '\\(empty file\\)'"),
-     ("9.0\n", r"_emotion.txt:1: unknown emotion code 9.0"), ("1.0\n2.0\n", "cannot parse"),
-     ("2.5\n", "unknown emotion code 2.5")],
+    [
+        ("abc\n", r"_emotion.txt:1: cannot parse emotion code 'abc'"),
+        ("", "cannot parse emotion code '\\(empty file\\)'"),
+        ("9.0\n", r"_emotion.txt:1: unknown emotion code 9.0"),
+        ("1.0\n2.0\n", "cannot parse"),
+        ("2.5\n", "unknown emotion code 2.5"),
+    ],
 )
 def test_ckplus_bad_emotion_files_are_errors(tmp_path, content, message):
     root = _ck_original(tmp_path)
@@ -441,6 +489,7 @@ def test_ckplus_bad_emotion_file_name(tmp_path):
 
 # ---------------------------------------------------------------- CK+48 layout
 
+
 def _ck48(root: Path, subjects: int = 7) -> Path:
     """Subject k has one 3-frame sequence in class k % 7 (contempt included)."""
     classes = ["anger", "contempt", "disgust", "fear", "happy", "sadness", "surprise"]
@@ -455,7 +504,13 @@ def test_ck48_classes_subjects_and_contempt(tmp_path):
     root = _ck48(tmp_path, subjects=7)
     out = read_ckplus(root, folds=3)
     assert len(out.records) == 18 and Counter(_names(out.records)) == {
-        "angry": 3, "disgust": 3, "fear": 3, "happy": 3, "sad": 3, "surprise": 3}
+        "angry": 3,
+        "disgust": 3,
+        "fear": 3,
+        "happy": 3,
+        "sad": 3,
+        "surprise": 3,
+    }
     assert all(r.aligned and r.subject.startswith("S") for r in out.records)
     assert out.label_map["contempt"] == "dropped (3 images)" and out.label_map["sadness"] == "sad"
     mapped = read_ckplus(root, folds=3, contempt="Disgust")
@@ -469,7 +524,7 @@ def _assert_subject_independent(out) -> None:
     for r in out.records:
         by_split.setdefault(r.split, set()).add(r.subject)
     splits = list(by_split.values())
-    assert all(not (a & b) for i, a in enumerate(splits) for b in splits[i + 1:])
+    assert all(not (a & b) for i, a in enumerate(splits) for b in splits[i + 1 :])
     assert sorted(i for k in range(len(folds)) for i in out.subsets[f"fold{k}"]) == out.subsets["all"]
 
 
@@ -482,14 +537,21 @@ def test_ck48_folds_are_subject_independent_and_deterministic(tmp_path):
     assert {r.subject for r in out.records if r.split == "test"} == {"S015", "S035", "S055"}
     again = read_ckplus(root, folds=4, test_fold=2, val_fold=3, contempt="disgust")
     fold_of = {r.subject: k for k in range(4) for r in (again.records[i] for i in again.subsets[f"fold{k}"])}
-    assert all(fold_of[r.subject] == k for k in range(4) for r in (out.records[i] for i in out.subsets[f"fold{k}"]))
+    assert all(
+        fold_of[r.subject] == k for k in range(4) for r in (out.records[i] for i in out.subsets[f"fold{k}"])
+    )
 
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"folds": 1}, "at least 2 folds"), ({"folds": 3, "val_fold": 0, "test_fold": 0}, "val_fold=0"),
-     ({"folds": 2, "val_fold": 1}, "at least 3 folds"), ({"folds": 3, "test_fold": 3}, "test_fold=3"),
-     ({"folds": 8}, "more than the 7 subjects"), ({"folds": 3, "contempt": "smirk"}, "contempt option 'smirk'")],
+    [
+        ({"folds": 1}, "at least 2 folds"),
+        ({"folds": 3, "val_fold": 0, "test_fold": 0}, "val_fold=0"),
+        ({"folds": 2, "val_fold": 1}, "at least 3 folds"),
+        ({"folds": 3, "test_fold": 3}, "test_fold=3"),
+        ({"folds": 8}, "more than the 7 subjects"),
+        ({"folds": 3, "contempt": "smirk"}, "contempt option 'smirk'"),
+    ],
 )
 def test_ckplus_bad_options(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -509,6 +571,7 @@ def test_ck48_bad_folder_or_file_name(tmp_path):
 
 # ---------------------------------------------------------------- folder layout and dispatch
 
+
 def _folder(root: Path) -> Path:
     _img(root / "train" / "Happiness" / "a.png")
     _img(root / "train" / "contempt" / "b.png")
@@ -519,7 +582,10 @@ def _folder(root: Path) -> Path:
 def test_folder_dataset_with_class_map(tmp_path):
     out = read_folder_dataset(_folder(tmp_path), {"contempt": "disgust"})
     assert [(r.split, CLASSES[r.label], r.path.name) for r in out.records] == [
-        ("train", "happy", "a.png"), ("train", "disgust", "b.png"), ("val", "neutral", "c.png")]
+        ("train", "happy", "a.png"),
+        ("train", "disgust", "b.png"),
+        ("val", "neutral", "c.png"),
+    ]
     assert out.label_map == {"Happiness": "happy", "contempt": "disgust", "neutral": "neutral"}
     assert all(r.source == str(r.path) and r.aligned for r in out.records)
     with pytest.raises(ValueError, match="contempt"):
@@ -533,7 +599,9 @@ def test_read_dataset_dispatch(tmp_path):
     assert len(read_dataset("ckplus", _ck48(tmp_path / "ck"), {"folds": 3}).records) == 18
     with pytest.raises(ValueError, match="unknown data set format 'sfew'.*'affectnet'.*'ckplus'.*'rafdb'"):
         read_dataset("sfew", root, {})
-    with pytest.raises(ValueError, match=r"unknown reader option\(s\) \['fold'\]; accepted: \['contempt', 'folds'"):
+    with pytest.raises(
+        ValueError, match=r"unknown reader option\(s\) \['fold'\]; accepted: \['contempt', 'folds'"
+    ):
         read_dataset("ckplus", root, {"fold": 3})
 
 
@@ -553,6 +621,7 @@ def test_record_needs_path_or_pixels():
 
 
 # ---------------------------------------------------------------- real shared data
+
 
 def _shared(*parts: str) -> Path:
     path = SHARED.joinpath(*parts)
@@ -577,8 +646,14 @@ def test_real_ck48_counts():
     root = _shared("datasets", "ck48", "CK+48")
     out = read_ckplus(root)
     assert len(out.records) == 927
-    assert Counter(_names(out.records)) == {"angry": 135, "disgust": 177, "fear": 75, "happy": 207, "sad": 84,
-                                             "surprise": 249}
+    assert Counter(_names(out.records)) == {
+        "angry": 135,
+        "disgust": 177,
+        "fear": 75,
+        "happy": 207,
+        "sad": 84,
+        "surprise": 249,
+    }
     assert all(r.subject and r.path.name.startswith(r.subject + "_") for r in out.records)
     _assert_subject_independent(out)
     assert len(read_ckplus(root, contempt="disgust").records) == 981

@@ -10,18 +10,32 @@ import time
 
 import pytest
 import yaml
-
 from conftest import run_snakemake, write_config
 from test_workflow import TINY, job_counts
+
+pytestmark = pytest.mark.workflow  # runs Snakemake or the whole pipeline: make test-fast leaves it out
 
 TARGET = "results/tiny/round2/metrics.json"  # rounds 0-2
 SCOPE = {**TINY, "method": {**TINY["method"], "shards": 1}}  # one search job per round: fewer jobs to run
 
 # Everything of the data set from that stage on, for the target (rounds 0-2).
-FROM_FACES = {"faces": 1, "pretrain": 1, "search_points": 2, "gather_points": 2, "masked_samples": 2,
-              "finetune": 2, "evaluate": 3}
+FROM_FACES = {
+    "faces": 1,
+    "pretrain": 1,
+    "search_points": 2,
+    "gather_points": 2,
+    "masked_samples": 2,
+    "finetune": 2,
+    "evaluate": 3,
+}
 FROM_PRETRAIN = {k: v for k, v in FROM_FACES.items() if k != "faces"}
-ROUND2_FROM_SEARCH = {"search_points": 1, "gather_points": 1, "masked_samples": 1, "finetune": 1, "evaluate": 1}
+ROUND2_FROM_SEARCH = {
+    "search_points": 1,
+    "gather_points": 1,
+    "masked_samples": 1,
+    "finetune": 1,
+    "evaluate": 1,
+}
 
 
 def _plus(*counts):
@@ -39,19 +53,28 @@ CASES = {
     "datasets.tiny.pretrain.lr": (("datasets", "tiny", "pretrain", "lr"), 0.04, FROM_PRETRAIN),
     "datasets.tiny.model.width": (("datasets", "tiny", "model", "width"), 5, FROM_PRETRAIN),
     # search_points' params: the point search of rounds >= 1 and what is built from its points
-    "method.search.population": (("method", "search", "population"), 7,
-                                 {"search_points": 2, "gather_points": 2, "masked_samples": 2, "finetune": 2,
-                                  "evaluate": 2}),
+    "method.search.population": (
+        ("method", "search", "population"),
+        7,
+        {"search_points": 2, "gather_points": 2, "masked_samples": 2, "finetune": 2, "evaluate": 2},
+    ),
     # masked_samples' params: the masks of rounds >= 1 (round 2's search follows round 1's new model)
-    "method.mask_size": (("method", "mask_size"), 7,
-                         _plus({"masked_samples": 1, "finetune": 1, "evaluate": 1}, ROUND2_FROM_SEARCH)),
+    "method.mask_size": (
+        ("method", "mask_size"),
+        7,
+        _plus({"masked_samples": 1, "finetune": 1, "evaluate": 1}, ROUND2_FROM_SEARCH),
+    ),
     # finetune's params: fine-tuning of rounds >= 1, not round 1's points, not round 0
-    "datasets.tiny.finetune.lr": (("datasets", "tiny", "finetune", "lr"), 0.02,
-                                  _plus({"finetune": 1, "evaluate": 1}, ROUND2_FROM_SEARCH)),
+    "datasets.tiny.finetune.lr": (
+        ("datasets", "tiny", "finetune", "lr"),
+        0.02,
+        _plus({"finetune": 1, "evaluate": 1}, ROUND2_FROM_SEARCH),
+    ),
     "method.beta": (("method", "beta"), 0.5, _plus({"finetune": 1, "evaluate": 1}, ROUND2_FROM_SEARCH)),
     # evaluate's own params: only the evaluations (they reran faces and everything before params were named)
     "datasets.tiny.eval_splits": (("datasets", "tiny", "eval_splits"), ["test"], {"evaluate": 3}),
-    # threads and the machine's GPUs are threads/resources, not params: nothing reruns (they reran every round)
+    # threads and the machine's GPUs are threads/resources, not params: nothing reruns (they reran every
+    # round)
     "threads": (("threads",), 2, {}),
     "gpu_lock_dir": (("gpu_lock_dir",), "/tmp/elsewhere", {}),
     # keys that only choose targets or configure ablations -> nothing of the built rounds
@@ -115,4 +138,8 @@ def test_a_new_cross_eval_target_adds_its_jobs_and_reruns_only_evaluation(finish
     cfg["datasets"]["tiny"]["cross_eval"] = ["other"]
     (finished / "changed.yaml").write_text(yaml.safe_dump(cfg))
     assert _dry_run(finished, "--configfile", str(finished / "changed.yaml")) == {
-        "demo_images": 1, "faces": 1, "cross_evaluate": 3, "evaluate": 3}  # other's faces.h5, tiny's evaluations
+        "demo_images": 1,
+        "faces": 1,
+        "cross_evaluate": 3,
+        "evaluate": 3,
+    }  # other's faces.h5, tiny's evaluations

@@ -1,10 +1,12 @@
-"""rounds: auto adds rounds while validation accuracy improves by more than the margin; fixed rounds as before."""
+"""rounds: auto adds rounds while validation accuracy improves by more than the margin; fixed rounds as
+before."""
 
 import json
 
 import pytest
 
-from pasm.workflow.rounds import decide, final_round, write_decision, write_final
+from pasm.workflow.evaluate import final, round_decision
+from pasm.workflow.rounds import decide, final_round
 
 
 def run_auto(accuracies, margin=0.0, max_rounds=10):
@@ -32,7 +34,13 @@ def test_auto_margin_and_max_rounds():
 
 
 def test_fixed_rounds_ignore_accuracy():
-    assert [decide([0.5] * (r + 1), 3, 10, 0.0)["continue"] for r in range(5)] == [True, True, True, False, False]
+    assert [decide([0.5] * (r + 1), 3, 10, 0.0)["continue"] for r in range(5)] == [
+        True,
+        True,
+        True,
+        False,
+        False,
+    ]
     assert final_round([0.7, 0.7, 0.69]) == 0  # ties go to the earlier round
 
 
@@ -49,13 +57,17 @@ def test_decision_and_final_files(tmp_path, rounds):
     for r in range(len(accs)):
         out = tmp_path / "rounds" / f"decision{r}.json"
         out.parent.mkdir(exist_ok=True)
-        result = write_decision(metrics_paths=metrics[: r + 1], val_split="val", rounds=rounds, max_rounds=6,
-                                margin=0.0, out_json=out)
+        result = round_decision(
+            metrics=metrics[: r + 1], val_split="val", rounds=rounds, max_rounds=6, margin=0.0, decision=out
+        )
         decisions.append(out)
         if not result["continue"]:
             break
     assert len(decisions) == 3 and not json.loads(decisions[-1].read_text())["continue"]
-    final = write_final(decision_paths=decisions, out_json=tmp_path / "final.json")
-    assert final["final_round"] == 1 and final["rounds_built"] == 2
-    assert final["final_model"].endswith("round1/model.pt")
-    assert json.loads((tmp_path / "final.json").read_text()) == final
+    models = [f"m{r}.pt" for r in range(3)]
+    result = final(decisions=decisions, models=models, final=tmp_path / "final.json")
+    assert result["final_round"] == 1 and result["rounds_built"] == 2
+    assert result["final_model"] == "m1.pt"  # the model file the workflow declared for that round
+    assert json.loads((tmp_path / "final.json").read_text()) == result
+    with pytest.raises(ValueError, match="2 models for 3 evaluated rounds"):
+        final(decisions=decisions, models=models[:2], final=tmp_path / "final.json")

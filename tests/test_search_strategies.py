@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from search_cases import MEAN, STD, assert_same, normalise, random_cnn_case
 
-from pasm.search import SearchParams, default_batch_size, search_points
+from pasm.search import SearchParams, default_batch_size, find_points
 from pasm.search.seeded import CORNERS, best_members, corner_scores, seeded_search, top_seeds
 
 PX, PY = 9, 4  # the planted sensitive pixel (column, row)
@@ -44,10 +43,19 @@ def planted_images(n: int, seed: int = 0) -> np.ndarray:
 
 
 def seeded(model, images, labels, indices=None, **kw):
-    params = SearchParams(**{"strategy": "seeded", "refine_population": 20, "top_k": 8,
-                             "refine_generations": 3, "batch_size": 50, **kw})
-    return search_points(model, images, labels, mean=MEAN, std=STD, params=params, progress=False,
-                         indices=indices)
+    params = SearchParams(
+        **{
+            "strategy": "seeded",
+            "refine_population": 20,
+            "top_k": 8,
+            "refine_generations": 3,
+            "batch_size": 50,
+            **kw,
+        }
+    )
+    return find_points(
+        model, images, labels, mean=MEAN, std=STD, params=params, progress=False, indices=indices
+    )
 
 
 # --------------------------------------------------------------------------- seeded behaviour
@@ -157,8 +165,10 @@ def test_seeded_invalid_settings():
 def test_de_strategy_unchanged_and_dispatch():
     model, images, labels = random_cnn_case()
     kw = {"population": 12, "generations": 4, "batch_size": 50, "seed": 2}
-    run = lambda p: search_points(model, images, labels, mean=MEAN, std=STD, params=p,  # noqa: E731
-                                  progress=False)
+
+    def run(p: SearchParams):
+        return find_points(model, images, labels, mean=MEAN, std=STD, params=p, progress=False)
+
     assert_same(run(SearchParams(**kw)), run(SearchParams(**kw, strategy="de")))
     # Seeding settings do not touch the DE strategy.
     assert_same(run(SearchParams(**kw)), run(SearchParams(**kw, top_k=3, refine_generations=7)))
@@ -171,10 +181,10 @@ def test_invalid_strategy_is_named():
     with pytest.raises(ValueError, match="'cmaes'"):
         SearchParams(strategy="cmaes")
     params = SearchParams()
-    params.strategy = "random"  # settings are mutable: search_points checks again
+    params.strategy = "random"  # settings are mutable: find_points checks again
     model, images, labels = random_cnn_case(n=2)
     with pytest.raises(ValueError, match="'random'"):
-        search_points(model, images, labels, mean=MEAN, std=STD, params=params, progress=False)
+        find_points(model, images, labels, mean=MEAN, std=STD, params=params, progress=False)
 
 
 def test_default_batch_size():
@@ -194,8 +204,10 @@ def test_corner_scores_match_a_hand_computation():
     got = corner_scores(grad, clean, std).numpy()
     assert got.shape == (2, 3, 4, 8)
     for b, y, x, k in [(0, 0, 0, 0), (1, 2, 3, 7), (0, 1, 2, 5), (1, 0, 1, 3)]:
-        want = sum(float(grad[b, c, y, x]) * (float(CORNERS[k, c]) - float(clean[b, c, y, x])) / (255 * STD[c])
-                   for c in range(3))
+        want = sum(
+            float(grad[b, c, y, x]) * (float(CORNERS[k, c]) - float(clean[b, c, y, x])) / (255 * STD[c])
+            for c in range(3)
+        )
         assert got[b, y, x, k] == pytest.approx(want, rel=1e-5, abs=1e-6)
 
 

@@ -8,18 +8,32 @@ import csv
 import re
 
 import pytest
-
 from conftest import run_snakemake, write_config
 from test_workflow import TINY, job_counts
+
+pytestmark = pytest.mark.workflow  # runs Snakemake or the whole pipeline: make test-fast leaves it out
 
 SEEDS = {
     **copy.deepcopy(TINY),
     "seeds": [1, 2],
-    "method": {**copy.deepcopy(TINY["method"]), "rounds": 1, "shards": 1,
-               "ablation": {"variants": ["random_erasing"], "mask_sizes": [], "betas": []}},
+    "method": {
+        **copy.deepcopy(TINY["method"]),
+        "rounds": 1,
+        "shards": 1,
+        "ablation": {"variants": ["random_erasing"], "mask_sizes": [], "betas": []},
+    },
 }
-PER_SEED = {"pretrain": 1, "search_points": 1, "gather_points": 1, "masked_samples": 1, "point_density": 1,
-            "finetune": 1, "evaluate": 2, "ablation_train": 1, "ablation_evaluate": 1}
+PER_SEED = {
+    "pretrain": 1,
+    "search_points": 1,
+    "gather_points": 1,
+    "masked_samples": 1,
+    "point_density": 1,
+    "finetune": 1,
+    "evaluate": 2,
+    "ablation_train": 1,
+    "ablation_evaluate": 1,
+}
 
 
 @pytest.fixture(scope="module")
@@ -36,14 +50,17 @@ def test_comparison_of_two_seeds(seeds_run):
     assert not (base / "round0").exists()  # with seeds, every run lives in its seed's folder
     rows = list(csv.DictReader((base / "comparison.csv").open()))
     sets = ["splits/val", "splits/test", "splits/occlusion"]
-    assert [(r["set"], r["method"]) for r in rows] == [(s, m) for s in sets
-                                                      for m in ("round0", "round1", "random_erasing")]
+    assert [(r["set"], r["method"]) for r in rows] == [
+        (s, m) for s in sets for m in ("round0", "round1", "random_erasing")
+    ]
     for r in rows:
         assert r["seeds"] == "2" and r["n"] in ("14", "21")
         if r["method"] == "round0":  # a method against itself: no difference, p = 1
             assert float(r["vs_round0_difference"]) == 0 and float(r["vs_round0_p"]) == 1
             assert float(r["vs_round0_ci_low"]) == 0 == float(r["vs_round0_ci_high"])
-        assert float(r["vs_round0_ci_low"]) <= float(r["vs_round0_difference"]) <= float(r["vs_round0_ci_high"])
+        assert (
+            float(r["vs_round0_ci_low"]) <= float(r["vs_round0_difference"]) <= float(r["vs_round0_ci_high"])
+        )
     md = (base / "comparison.md").read_text()
     assert "seeds [1, 2]" in md and "| random_erasing |" in md and "## splits/test (n=21, 2 seeds)" in md
     assert (base / "comparison.png").stat().st_size > 5000

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from predict_cases import photo, tiny_model_file
 
 from pasm.data.labels import CLASSES
-from predict_cases import photo, tiny_model_file
 
 pytest.importorskip("fastapi")
 
@@ -40,8 +40,25 @@ def server(tmp_path_factory):
     port = _free_port()
     log = open(folder / "serve.log", "w")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "pasm.app.cli", "serve", "--model", str(model), "--port", str(port),
-                             "--device", "cpu", "--max-mb", "1"], stdout=log, stderr=subprocess.STDOUT, env=env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pasm.app.cli",
+            "serve",
+            "--model",
+            str(model),
+            "--port",
+            str(port),
+            "--device",
+            "cpu",
+            "--max-mb",
+            "1",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(600):
@@ -71,8 +88,14 @@ def _post(url: str, body: bytes, content_type: str) -> tuple[int, dict]:
 
 def _multipart(name: str, data: bytes) -> tuple[bytes, str]:
     boundary = uuid.uuid4().hex
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n"
-            f"Content-Type: application/octet-stream\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+            f"Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     return body, f"multipart/form-data; boundary={boundary}"
 
 
@@ -86,9 +109,16 @@ def test_health_and_a_face_photo(server):
     face = body["faces"][0]
     assert set(face) >= {"box", "probabilities", "label", "detection"}
     assert abs(sum(face["probabilities"].values()) - 1) < 1e-4 and face["label"] in CLASSES
-    status_json, again = _post(server, json.dumps({"image": base64.b64encode(photo("angry.jpg").read_bytes()).decode(),
-                                                   "name": "angry.jpg"}).encode(), "application/json")
-    assert status_json == 200 and again["faces"][0]["probabilities"] == face["probabilities"]  # one model, same answer
+    status_json, again = _post(
+        server,
+        json.dumps(
+            {"image": base64.b64encode(photo("angry.jpg").read_bytes()).decode(), "name": "angry.jpg"}
+        ).encode(),
+        "application/json",
+    )
+    assert (
+        status_json == 200 and again["faces"][0]["probabilities"] == face["probabilities"]
+    )  # one model, same answer
 
 
 def test_bad_uploads_get_json_errors_and_the_service_keeps_serving(server, tmp_path):
@@ -100,7 +130,7 @@ def test_bad_uploads_get_json_errors_and_the_service_keeps_serving(server, tmp_p
     assert status == 422 and "no face" in body["error"]
     status, body = _post(server, *_multipart("big.bin", b"\0" * (2 * 2**20)))
     assert status == 413
-    status, body = _post(server, b"{\"image\": \"%%% not base64\"}", "application/json")
+    status, body = _post(server, b'{"image": "%%% not base64"}', "application/json")
     assert status == 400 and "base64" in body["error"]
     status, body = _post(server, b"raw bytes", "application/octet-stream")
     assert status == 400
@@ -113,7 +143,9 @@ def _chromium() -> tuple[str, str]:
     driver = shutil.which("chromedriver") or "/usr/bin/chromedriver"
     if not browser or not Path(driver).exists():
         if os.environ.get("PASM_REQUIRE_CHROMIUM"):
-            pytest.fail("chromium and chromedriver are required here (apt-get install chromium chromium-driver)")
+            pytest.fail(
+                "chromium and chromedriver are required here (apt-get install chromium chromium-driver)"
+            )
         pytest.skip("no chromium/chromedriver (Debian: apt-get install chromium chromium-driver)")
     return browser, driver
 
@@ -136,12 +168,17 @@ def test_the_page_shows_boxed_faces_and_seven_bars_in_headless_chromium(server, 
         bars = chrome.find_elements(By.CSS_SELECTOR, ".bar-row")
         assert len(bars) == len(CLASSES)
         assert chrome.find_element(By.ID, "canvas").get_attribute("data-faces") == "1"
-        widths = chrome.execute_script("return [...document.querySelectorAll('.bar')].map(b => b.offsetWidth)")
+        widths = chrome.execute_script(
+            "return [...document.querySelectorAll('.bar')].map(b => b.offsetWidth)"
+        )
         assert max(widths) > 0
         # the box is drawn: red pixels in the canvas
         red = chrome.execute_script(
-            "const c = document.getElementById('canvas'), d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
-            "let n = 0; for (let i = 0; i < d.length; i += 4) if (d[i] > 240 && d[i+1] < 60 && d[i+2] < 60) n++; return n;")
+            "const c = document.getElementById('canvas'), "
+            "d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+            "let n = 0; for (let i = 0; i < d.length; i += 4) "
+            "if (d[i] > 240 && d[i+1] < 60 && d[i+2] < 60) n++; return n;"
+        )
         assert red > 100
         chrome.save_screenshot(str(tmp_path / "page.png"))
     finally:
@@ -152,7 +189,11 @@ def test_the_page_shows_boxed_faces_and_seven_bars_in_headless_chromium(server, 
 def test_a_bad_model_file_stops_the_service_at_start_up_with_one_line(tmp_path):
     bad = tmp_path / "weights.pt"
     bad.write_bytes(b"PK\x03\x04 truncated")
-    proc = subprocess.run([sys.executable, "-m", "pasm.app.cli", "serve", "--model", str(bad), "--port",
-                           str(_free_port())], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pasm.app.cli", "serve", "--model", str(bad), "--port", str(_free_port())],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 1
     assert "pasm serve:" in proc.stderr and str(bad) in proc.stderr

@@ -26,15 +26,26 @@ import numpy as np
 import pytest
 import torch
 import yaml
-
 from conftest import REPO, run_snakemake, write_config
-from pasm.data.h5store import read_faces, read_table
 from test_workflow import TINY
+
+from pasm.data.h5store import read_faces, read_table
+
+pytestmark = pytest.mark.workflow  # runs Snakemake or the whole pipeline: make test-fast leaves it out
 
 TARGET = "results/tiny/round1/metrics.json"
 # The jobs behind TARGET, by rule (TINY has 2 search shards; evaluating round 1 evaluates round 0).
-EXPECTED_JOBS = {"demo_images": 1, "faces": 1, "pretrain": 1, "search_points": 2, "gather_points": 1,
-                 "masked_samples": 1, "point_density": 1, "finetune": 1, "evaluate": 2}
+EXPECTED_JOBS = {
+    "demo_images": 1,
+    "faces": 1,
+    "pretrain": 1,
+    "search_points": 2,
+    "gather_points": 1,
+    "masked_samples": 1,
+    "point_density": 1,
+    "finetune": 1,
+    "evaluate": 2,
+}
 GPU_RULES = {"pretrain", "search_points", "finetune"}  # of EXPECTED_JOBS, those the profile gives a GPU
 SMALL = {**TINY, "method": {**TINY["method"], "rounds": 1}}
 
@@ -66,9 +77,13 @@ def cluster():
         if os.environ.get("PASM_REQUIRE_SLURM") == "1":
             pytest.fail(f"PASM_REQUIRE_SLURM=1 but {problem}", pytrace=False)
         pytest.skip(problem)
-    partitions = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, check=True).stdout.split()
+    partitions = subprocess.run(
+        ["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, check=True
+    ).stdout.split()
     default = next((p.rstrip("*") for p in partitions if p.endswith("*")), partitions[0].rstrip("*"))
-    gres = subprocess.run(["sinfo", "-h", "-p", default, "-o", "%G"], capture_output=True, text=True, check=True).stdout
+    gres = subprocess.run(
+        ["sinfo", "-h", "-p", default, "-o", "%G"], capture_output=True, text=True, check=True
+    ).stdout
     return {"partition": default, "gpus": "gpu" in gres}
 
 
@@ -79,16 +94,27 @@ def test_slurm_profile_asks_for_what_a_real_cluster_needs():
     assert profile["retries"] >= 1
     defaults, per_rule = profile["default-resources"], profile["set-resources"]
     assert {"slurm_account", "slurm_partition"} <= set(defaults)
-    for rule in ("search_points", "ablation_seeded_points", "pretrain", "finetune", "ablation_train",
-                 "ablation_pretrain_cross"):
+    for rule in (
+        "search_points",
+        "ablation_seeded_points",
+        "pretrain",
+        "finetune",
+        "ablation_train",
+        "ablation_pretrain_cross",
+    ):
         assert per_rule[rule]["gpu"] == 1 and per_rule[rule]["cpus_per_gpu"] == "threads", rule
         assert {"mem_mb", "runtime"} <= set(per_rule[rule]), rule
     for rule in ("demo_images", "faces", "gather_points", "masked_samples", "evaluate", "cross_evaluate"):
         assert "gpu" not in per_rule.get(rule, {}), rule
     for res in [defaults, *per_rule.values()]:
         assert "attempt" in str(res.get("runtime", "attempt"))
-    rules = set(re.findall(r"^\s*(?:rule|checkpoint) (\w+):", "".join(
-        p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk")), re.M))
+    rules = set(
+        re.findall(
+            r"^\s*(?:rule|checkpoint) (\w+):",
+            "".join(p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk")),
+            re.M,
+        )
+    )
     assert set(per_rule) <= rules, set(per_rule) - rules  # no typo in a rule name
 
 
@@ -122,7 +148,9 @@ def runs(cluster, tmp_path_factory):
         write_config(wd, SMALL)
     # side by side: the cluster run spends much of its time waiting for Slurm and status checks
     with ThreadPoolExecutor(2) as pool:
-        cluster_run = pool.submit(run_snakemake, slurm_wd, "--workflow-profile", str(profile), TARGET, timeout=600)
+        cluster_run = pool.submit(
+            run_snakemake, slurm_wd, "--workflow-profile", str(profile), TARGET, timeout=600
+        )
         local_run = pool.submit(run_snakemake, local_wd, "--cores", "2", TARGET)
         proc = cluster_run.result()
         local_run.result()
@@ -131,8 +159,9 @@ def runs(cluster, tmp_path_factory):
 
 def scontrol_job(job_id: str) -> dict[str, str]:
     """`scontrol show job -d -o` as key=value pairs (values without spaces are enough here)."""
-    out = subprocess.run(["scontrol", "show", "job", "-d", "-o", job_id], capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        ["scontrol", "show", "job", "-d", "-o", job_id], capture_output=True, text=True, check=True
+    ).stdout
     return dict(re.findall(r"(\w+)=(\S*)", out))
 
 
@@ -148,8 +177,10 @@ def test_every_job_went_through_slurm(runs, cluster):
         assert info["Partition"] == cluster["partition"]
         assert Path(slurm_log).is_file() and Path(slurm_log).name == f"{job_id}.log"
         asked_gpu = info.get("JOB_GRES", "(null)") not in ("(null)", "")
-        print(f"slurm job {job_id}: {rule} {info['JobState']} partition={info['Partition']} "
-              f"JOB_GRES={info.get('JOB_GRES')} {info.get('TRES')} log={slurm_log}")
+        print(
+            f"slurm job {job_id}: {rule} {info['JobState']} partition={info['Partition']} "
+            f"JOB_GRES={info.get('JOB_GRES')} {info.get('TRES')} log={slurm_log}"
+        )
         assert asked_gpu == (cluster["gpus"] and rule in GPU_RULES), (rule, info.get("JOB_GRES"))
     assert {rule: len(ids) for rule, ids in jobs.items()} == EXPECTED_JOBS
     print("SLURM jobs by rule:", jobs)
@@ -165,12 +196,14 @@ HASHES = {"model_sha256", "teacher_sha256"}  # of model files, which hold the tr
 
 def without(d: dict, keys: set[str]) -> dict:
     """`d` without `keys`, also inside nested lists and dicts."""
+
     def strip(v):
         if isinstance(v, dict):
             return {k: strip(x) for k, x in v.items() if k not in keys}
         if isinstance(v, list):
             return [strip(x) for x in v]
         return v
+
     return strip(d)
 
 
@@ -180,7 +213,12 @@ def test_cluster_artifacts_equal_local_ones(runs):
     slurm_wd, local_wd, _ = runs
     a, b = slurm_wd / "results/tiny", local_wd / "results/tiny"
     assert np.array_equal(read_faces(a / "faces.h5").images, read_faces(b / "faces.h5").images)
-    for name in ("round1/points.h5", "round1/points/1-of-2.h5", "round1/points/2-of-2.h5", "round1/masked.h5"):
+    for name in (
+        "round1/points.h5",
+        "round1/points/1-of-2.h5",
+        "round1/points/2-of-2.h5",
+        "round1/masked.h5",
+    ):
         (ta, attrs_a), (tb, attrs_b) = read_table(a / name), read_table(b / name)
         assert ta.keys() == tb.keys()
         for key in ta:
@@ -191,7 +229,9 @@ def test_cluster_artifacts_equal_local_ones(runs):
         mb = torch.load(b / f"round{rnd}/model.pt", map_location="cpu", weights_only=True)
         assert ma["state_dict"].keys() == mb["state_dict"].keys()
         for key in ma["state_dict"]:
-            assert torch.equal(ma["state_dict"][key], mb["state_dict"][key]), f"round{rnd} weight {key} differs"
+            assert torch.equal(ma["state_dict"][key], mb["state_dict"][key]), (
+                f"round{rnd} weight {key} differs"
+            )
         assert without(ma["meta"], TIMINGS | HASHES) == without(mb["meta"], TIMINGS | HASHES)
         assert ma["meta"]["history"] and ma["meta"]["history"][0]["loss"] == mb["meta"]["history"][0]["loss"]
         metrics_a = json.loads((a / f"round{rnd}/metrics.json").read_text())

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from pasm.nn.models import build_model, load_model, save_model
-from pasm.train.training import TrainParams, train
+from pasm.train.training import TrainParams, train, train_one_epoch
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 
@@ -30,8 +30,17 @@ def test_pretraining_learns_and_logs(tmp_path):
     imgs, labels = _data()
     torch.manual_seed(0)  # the initialisation: 3 of 40 unseeded ones stay below 0.9 in 4 epochs
     model = build_model("compact", 7, width=4)
-    hist = train(model, imgs, labels, _params(), mean=MEAN, std=STD, val=(imgs, labels),
-                 log_csv=tmp_path / "log.csv", progress=False)
+    hist = train(
+        model,
+        imgs,
+        labels,
+        _params(),
+        mean=MEAN,
+        std=STD,
+        val=(imgs, labels),
+        log_csv=tmp_path / "log.csv",
+        progress=False,
+    )
     assert hist[-1]["val_acc"] > 0.9
     rows = list(csv.DictReader(open(tmp_path / "log.csv")))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
@@ -48,11 +57,41 @@ def test_same_seed_same_weights():
         assert torch.equal(va, vb), k
 
 
+def test_train_one_epoch_returns_its_statistics():
+    imgs, labels = _data(n=33)
+    model = build_model("compact", 7, width=4)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    stats = train_one_epoch(
+        model,
+        opt,
+        imgs,
+        torch.as_tensor(labels, dtype=torch.int64),
+        _params(),
+        torch.Generator().manual_seed(0),
+        1,
+        mean=MEAN,
+        std=STD,
+        device=torch.device("cpu"),
+        progress=False,
+    )
+    assert stats["images"] == 32  # two batches of 16; the last single image cannot train BatchNorm
+    assert stats["loss"] > 0 and 0 <= stats["train_acc"] <= 1
+    assert any(not torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
 def test_teacher_is_frozen_and_student_starts_from_it(tmp_path):
     imgs, labels = _data()
     teacher = build_model("compact", 7, width=4)
     train(teacher, imgs, labels, _params(epochs=1), mean=MEAN, std=STD, progress=False)
-    meta = {"arch": "compact", "width": 4, "classes": list("abcdefg"), "image_size": 16, "mean": MEAN, "std": STD}
+    meta = {
+        "arch": "compact",
+        "width": 4,
+        "classes": list("abcdefg"),
+        "image_size": 16,
+        "mean": MEAN,
+        "std": STD,
+    }
     save_model(tmp_path / "t.pt", teacher, meta)
     teacher, _ = load_model(tmp_path / "t.pt")
     student, loaded_meta = load_model(tmp_path / "t.pt")
@@ -62,8 +101,19 @@ def test_teacher_is_frozen_and_student_starts_from_it(tmp_path):
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
     masked = imgs.copy()
     masked[:, 4:8, 4:8] = 0
-    train(student, masked, labels, _params(epochs=1), mean=MEAN, std=STD, teacher=teacher,
-          clean_images=imgs, alpha=1.0, beta=0.5, progress=False)
+    train(
+        student,
+        masked,
+        labels,
+        _params(epochs=1),
+        mean=MEAN,
+        std=STD,
+        teacher=teacher,
+        clean_images=imgs,
+        alpha=1.0,
+        beta=0.5,
+        progress=False,
+    )
     assert not teacher.training
     assert all(not p.requires_grad for p in teacher.parameters())
     for k, v in teacher.state_dict().items():
@@ -74,8 +124,17 @@ def test_teacher_is_frozen_and_student_starts_from_it(tmp_path):
 def test_teacher_needs_aligned_clean_images():
     imgs, labels = _data()
     with pytest.raises(ValueError, match="clean_images"):
-        train(build_model("compact", 7, width=4), imgs, labels, _params(), mean=MEAN, std=STD,
-              teacher=build_model("compact", 7, width=4), clean_images=imgs[:10], progress=False)
+        train(
+            build_model("compact", 7, width=4),
+            imgs,
+            labels,
+            _params(),
+            mean=MEAN,
+            std=STD,
+            teacher=build_model("compact", 7, width=4),
+            clean_images=imgs[:10],
+            progress=False,
+        )
 
 
 def test_model_file_requires_metadata(tmp_path):
@@ -92,6 +151,7 @@ def _stop_after(k):
     def hook(epoch):
         if epoch == k:
             raise Interrupted(epoch)
+
     return hook
 
 
@@ -108,14 +168,34 @@ def test_interrupted_run_resumes_at_next_epoch_with_identical_weights(tmp_path, 
 
     resume = Resume(tmp_path / "state.pt", key="inputs-and-params-hash")
     with pytest.raises(Interrupted):
-        train(part, imgs, labels, params, mean=MEAN, std=STD, progress=False, resume=resume,
-              log_csv=tmp_path / "log.csv", on_epoch_end=_stop_after(2))
+        train(
+            part,
+            imgs,
+            labels,
+            params,
+            mean=MEAN,
+            std=STD,
+            progress=False,
+            resume=resume,
+            log_csv=tmp_path / "log.csv",
+            on_epoch_end=_stop_after(2),
+        )
     assert resume.path.exists() and not (tmp_path / "log.csv").exists()  # no finished-looking log yet
     seen = []
     fresh = build_model("compact", 7, width=4)  # a new process: weights come from the saved state
     with caplog.at_level("INFO", logger="pasm.train.training"):
-        hist = train(fresh, imgs, labels, params, mean=MEAN, std=STD, progress=False, resume=resume,
-                     log_csv=tmp_path / "log.csv", on_epoch_end=seen.append)
+        hist = train(
+            fresh,
+            imgs,
+            labels,
+            params,
+            mean=MEAN,
+            std=STD,
+            progress=False,
+            resume=resume,
+            log_csv=tmp_path / "log.csv",
+            on_epoch_end=seen.append,
+        )
     assert seen == [3, 4]  # epochs 1-2 were not trained again
     assert "continuing at epoch 3" in caplog.text
     assert [h["epoch"] for h in hist] == [1, 2, 3, 4]
@@ -129,11 +209,29 @@ def test_state_with_another_key_is_not_reused(tmp_path):
 
     imgs, labels = _data()
     with pytest.raises(Interrupted):
-        train(build_model("compact", 7, width=4), imgs, labels, _params(epochs=3), mean=MEAN, std=STD,
-              progress=False, resume=Resume(tmp_path / "state.pt", "old"), on_epoch_end=_stop_after(2))
+        train(
+            build_model("compact", 7, width=4),
+            imgs,
+            labels,
+            _params(epochs=3),
+            mean=MEAN,
+            std=STD,
+            progress=False,
+            resume=Resume(tmp_path / "state.pt", "old"),
+            on_epoch_end=_stop_after(2),
+        )
     seen = []
-    train(build_model("compact", 7, width=4), imgs, labels, _params(epochs=3), mean=MEAN, std=STD,
-          progress=False, resume=Resume(tmp_path / "state.pt", "changed"), on_epoch_end=seen.append)
+    train(
+        build_model("compact", 7, width=4),
+        imgs,
+        labels,
+        _params(epochs=3),
+        mean=MEAN,
+        std=STD,
+        progress=False,
+        resume=Resume(tmp_path / "state.pt", "changed"),
+        on_epoch_end=seen.append,
+    )
     assert seen == [1, 2, 3]
 
 
@@ -141,8 +239,16 @@ def test_bfloat16_training_learns_and_keeps_float32_weights():
     imgs, labels = _data()
     torch.manual_seed(0)
     model = build_model("compact", 7, width=4)
-    hist = train(model, imgs, labels, _params(precision="bfloat16"), mean=MEAN, std=STD, val=(imgs, labels),
-                 progress=False)
+    hist = train(
+        model,
+        imgs,
+        labels,
+        _params(precision="bfloat16"),
+        mean=MEAN,
+        std=STD,
+        val=(imgs, labels),
+        progress=False,
+    )
     assert hist[-1]["val_acc"] > 0.9
     assert all(p.dtype is torch.float32 for p in model.parameters())
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from predict_cases import photo, tiny_model_file
 
 from pasm.app.cli import main
-from pasm.data.align import load_image
+from pasm.data.decode import load_image
 from pasm.data.labels import CLASSES
-from predict_cases import photo, tiny_model_file
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -26,7 +26,7 @@ def _clip_frames() -> list[np.ndarray]:
     from PIL import Image
 
     face = Image.fromarray(load_image(photo("angry.jpg")))
-    face = np.asarray(face.resize((SIDE * 2 // 3, round(face.height * SIDE * 2 / 3 / face.width))))[: SIDE, :]
+    face = np.asarray(face.resize((SIDE * 2 // 3, round(face.height * SIDE * 2 / 3 / face.width))))[:SIDE, :]
     frames = []
     for k in range(FRAMES):
         canvas = np.full((SIDE, SIDE, 3), 90, np.uint8)
@@ -64,8 +64,24 @@ def _rows(path: Path) -> list[dict]:
 def test_a_moving_face_is_one_track_over_every_sampled_frame(model, tmp_path, capsys, suffix):
     video = _write_video(tmp_path / f"clip{suffix}", _clip_frames())
     out = tmp_path / "out"
-    code = main(["predict", str(video), "--model", str(model), "--device", "cpu", "--every", "2", "--window", "3",
-                 "--out", str(out), "--annotate-video", "--plot"])
+    code = main(
+        [
+            "predict",
+            str(video),
+            "--model",
+            str(model),
+            "--device",
+            "cpu",
+            "--every",
+            "2",
+            "--window",
+            "3",
+            "--out",
+            str(out),
+            "--annotate-video",
+            "--plot",
+        ]
+    )
     assert code == 0
     record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert record["status"] == "ok" and record["frames"] == FRAMES // 2 and record["tracks"] == 1
@@ -96,8 +112,24 @@ def test_frame_folder_and_unreadable_video(model, tmp_path, capsys):
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"not a video at all")
     out = tmp_path / "out"
-    code = main(["predict", str(folder), str(bad), "--frames", "--fps", "5", "--window", "1", "--model", str(model),
-                 "--device", "cpu", "--out", str(out)])
+    code = main(
+        [
+            "predict",
+            str(folder),
+            str(bad),
+            "--frames",
+            "--fps",
+            "5",
+            "--window",
+            "1",
+            "--model",
+            str(model),
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 2  # one input could not be read; the other was answered
     records = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
     assert [r["status"] for r in records] == ["ok", "error"]

@@ -8,13 +8,14 @@ import re
 import numpy as np
 import pytest
 import yaml
+from conftest import REPO, run_snakemake, write_config
 
 from pasm.data.h5store import read_faces, read_groups, read_table
 from pasm.evaluate.metrics import confusion_matrix
-from pasm.train.masking import patch_bounds
 from pasm.nn.models import file_sha256, load_model
+from pasm.train.masking import patch_bounds
 
-from conftest import REPO, run_snakemake, write_config
+pytestmark = pytest.mark.workflow  # runs Snakemake or the whole pipeline: make test-fast leaves it out
 
 TINY = {
     "seed": 3,
@@ -32,8 +33,13 @@ TINY = {
             "finetune": {"epochs": 1, "batch_size": 16, "lr": 0.01, "lr_milestones": [1], "crop_pad": 2},
         }
     },
-    "method": {"rounds": 2, "mask_size": 5, "shards": 2, "search": {"population": 6, "generations": 2},
-               "ablation": {"mask_sizes": [3], "betas": [0.5], "cross_network": {"arch": "compact", "width": 4}}},
+    "method": {
+        "rounds": 2,
+        "mask_size": 5,
+        "shards": 2,
+        "search": {"population": 6, "generations": 2},
+        "ablation": {"mask_sizes": [3], "betas": [0.5], "cross_network": {"arch": "compact", "width": 4}},
+    },
 }
 
 
@@ -110,8 +116,15 @@ def test_metrics_for_every_round(tiny_run):
         assert set(metrics["splits"]) == {"val", "test", "occlusion"}
         test = metrics["splits"]["test"]
         assert test["n"] == 21 and np.array(test["confusion_matrix"]).sum() == 21
-        assert set(test) >= {"accuracy", "mean_class_accuracy", "per_class_accuracy", "confusion_matrix", "macro_f1",
-                             "per_class", "confusion_matrix_normalized"}
+        assert set(test) >= {
+            "accuracy",
+            "mean_class_accuracy",
+            "per_class_accuracy",
+            "confusion_matrix",
+            "macro_f1",
+            "per_class",
+            "confusion_matrix_normalized",
+        }
         assert 0.0 <= test["accuracy"] <= 1.0
         assert metrics["subsets"] == {} and metrics["subsets_not_evaluated"] == {}  # the demo has no subsets
         base = tiny_run / f"results/tiny/round{rnd}"
@@ -135,8 +148,13 @@ def test_rerun_does_nothing_and_forcerun_of_points_reruns_only_dependents(tiny_r
     run_snakemake(tiny_run, "-n", "--cores", "2", target)
     assert masked.stat().st_mtime_ns == before  # reading the workflow changed nothing on disk
     proc = run_snakemake(tiny_run, "-n", "--cores", "2", target, "-R", "results/tiny/round2/points.h5")
-    assert job_counts(proc.stdout + proc.stderr) == {"gather_points": 1, "masked_samples": 1, "point_density": 1,
-                                                     "finetune": 1, "evaluate": 1}
+    assert job_counts(proc.stdout + proc.stderr) == {
+        "gather_points": 1,
+        "masked_samples": 1,
+        "point_density": 1,
+        "finetune": 1,
+        "evaluate": 1,
+    }
     run_snakemake(tiny_run, "--cores", "2", target, "-R", "results/tiny/round2/points.h5")
     assert points.exists()
     proc = run_snakemake(tiny_run, "-n", "--cores", "2", target)
@@ -146,10 +164,18 @@ def test_rerun_does_nothing_and_forcerun_of_points_reruns_only_dependents(tiny_r
 def test_report_holds_every_picture_and_table(tiny_run):
     run_snakemake(tiny_run, "--report", "report.html", "results/tiny/round2/metrics.json")
     page = (tiny_run / "report.html").read_text()
-    for name in ("confusion.png", "accuracy_per_round.png", "point_density.png", "masked_examples.png",
-                 "accuracy_per_round.html", "metrics.html"):
+    for name in (
+        "confusion.png",
+        "accuracy_per_round.png",
+        "point_density.png",
+        "masked_examples.png",
+        "accuracy_per_round.html",
+        "metrics.html",
+    ):
         assert name in page, name
-    assert "Point Adversarial Self Mining" in page and "Configuration of this run" in page  # report/workflow.rst
+    assert (
+        "Point Adversarial Self Mining" in page and "Configuration of this run" in page
+    )  # report/workflow.rst
     assert "per_class" in page.split("Configuration of this run", 1)[1]  # the tiny config's demo block
     assert "mined points" in page.lower()  # a caption
 
@@ -159,14 +185,24 @@ def test_dry_run_of_the_demo_target(tmp_path):
     proc = run_snakemake(tmp_path, "-n", "--cores", "2", "results/demo/round3/metrics.json")
     shards = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["method"]["shards"]
     assert job_counts(proc.stdout + proc.stderr) == {
-        "demo_images": 1, "faces": 1, "pretrain": 1, "search_points": 3 * shards, "gather_points": 3,
-        "masked_samples": 3, "point_density": 3, "finetune": 3, "evaluate": 4,
+        "demo_images": 1,
+        "faces": 1,
+        "pretrain": 1,
+        "search_points": 3 * shards,
+        "gather_points": 3,
+        "masked_samples": 3,
+        "point_density": 3,
+        "finetune": 3,
+        "evaluate": 4,
     }
     assert not (tmp_path / "results").exists()
 
 
 def test_bad_config_is_rejected_before_any_job(tmp_path):
-    bad = {**TINY, "method": {**TINY["method"], "beta": "a lot", "search": {"population": 6, "generatoins": 2}}}
+    bad = {
+        **TINY,
+        "method": {**TINY["method"], "beta": "a lot", "search": {"population": 6, "generatoins": 2}},
+    }
     write_config(tmp_path, bad)
     proc = run_snakemake(tmp_path, "-n", "--cores", "1", check=False)
     assert proc.returncode != 0
@@ -190,7 +226,9 @@ def test_predictions_match_the_metrics_exactly(tiny_run):
             assert g["logits"].shape == (m["n"], 7) and g["logits"].dtype == np.float32
             assert (g["rows"] == faces.rows(name)).all() and (g["labels"] == faces.labels[g["rows"]]).all()
             assert float(np.mean(g["logits"].argmax(1) == g["labels"])) == m["accuracy"]
-            assert np.array_equal(confusion_matrix(g["labels"], g["logits"].argmax(1), 7), m["confusion_matrix"])
+            assert np.array_equal(
+                confusion_matrix(g["labels"], g["logits"].argmax(1), 7), m["confusion_matrix"]
+            )
 
 
 def test_ablations_side_by_side(tiny_run):
@@ -198,22 +236,40 @@ def test_ablations_side_by_side(tiny_run):
     base = tiny_run / "results/tiny/ablation"
     table = (base / "table.csv").read_text().splitlines()
     methods = [line.split(",")[0] for line in table[1:]]
-    assert methods == ["round 0 (pretrained)", "PASM round 1", "random_erasing", "adv_erasing", "pasm_noteacher",
-                       "pasm_seeded", "cross_network", "mask_size_3", "beta_0.5"]
+    assert methods == [
+        "round 0 (pretrained)",
+        "PASM round 1",
+        "random_erasing",
+        "adv_erasing",
+        "pasm_noteacher",
+        "pasm_seeded",
+        "cross_network",
+        "mask_size_3",
+        "beta_0.5",
+    ]
     assert "| random_erasing |" in (base / "table.md").read_text()
     round0 = file_sha256(tiny_run / "results/tiny/round0/model.pt")
     for variant in methods[2:]:
         _, meta = load_model(base / variant / "model.pt")
         assert meta["ablation"] == variant
-        expected_teacher = (file_sha256(base / "cross_network/round0/model.pt") if variant == "cross_network"
-                            else round0)  # every variant starts from the same round-0 model
+        expected_teacher = (
+            file_sha256(base / "cross_network/round0/model.pt") if variant == "cross_network" else round0
+        )  # every variant starts from the same round-0 model
         assert meta["teacher_sha256"] == expected_teacher
-        assert meta["beta"] == {"pasm_noteacher": 0.0, "cross_network": 0.0, "random_erasing": 0.0,
-                                "adv_erasing": 0.0, "beta_0.5": 0.5}.get(variant, 0.1)
+        assert meta["beta"] == {
+            "pasm_noteacher": 0.0,
+            "cross_network": 0.0,
+            "random_erasing": 0.0,
+            "adv_erasing": 0.0,
+            "beta_0.5": 0.5,
+        }.get(variant, 0.1)
         assert not list((base / variant).glob("*.train_state.pt"))  # removed once the model is written
         groups, _ = read_groups(base / variant / "predictions.h5")
         accuracy = json.loads((base / variant / "metrics.json").read_text())["splits"]["test"]["accuracy"]
-        assert float(np.mean(groups["splits/test"]["logits"].argmax(1) == groups["splits/test"]["labels"])) == accuracy
+        assert (
+            float(np.mean(groups["splits/test"]["logits"].argmax(1) == groups["splits/test"]["labels"]))
+            == accuracy
+        )
     _, masked_attrs = read_table(base / "mask_size_3/masked.h5")
     assert masked_attrs["mask_size"] == 3
     seeded, attrs = read_table(base / "pasm_seeded/points.h5")
@@ -229,7 +285,12 @@ def test_final_json_fixed_and_auto_rounds(tiny_run):
     # rounds: auto with max_rounds 2 reuses the built rounds (their jobs do not depend on these keys)
     auto = {**TINY, "method": {**TINY["method"], "rounds": "auto", "max_rounds": 2}}
     (tiny_run / "auto.yaml").write_text(yaml.safe_dump(auto))
-    proc = run_snakemake(tiny_run, "--cores", "2", "results/tiny/final.json", "--configfile", str(tiny_run / "auto.yaml"))
-    assert "rule finetune" not in proc.stdout + proc.stderr and "rule search_points" not in proc.stdout + proc.stderr
+    proc = run_snakemake(
+        tiny_run, "--cores", "2", "results/tiny/final.json", "--configfile", str(tiny_run / "auto.yaml")
+    )
+    assert (
+        "rule finetune" not in proc.stdout + proc.stderr
+        and "rule search_points" not in proc.stdout + proc.stderr
+    )
     final = json.loads((tiny_run / "results/tiny/final.json").read_text())
     assert final["rounds_built"] <= 2 and final["final_round"] <= final["rounds_built"]

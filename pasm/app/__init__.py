@@ -1,1 +1,2 @@
-"""The command line and model use: pasm summary/predict/export (imports pasm.data, pasm.nn and pasm.evaluate)."""
+"""The command line and model use: pasm summary/predict/export (imports pasm.data, pasm.nn and
+pasm.evaluate)."""

@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from pasm.nn.inputs import to_input
 from pasm.data.atomic import atomic_path
-from pasm.data.model_card import stored_preparation
+from pasm.data.preparation import stored_preparation
+from pasm.nn.inputs import to_input
 from pasm.nn.models import load_model
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,9 @@ class PixelsToProbabilities(nn.Module):
         return torch.softmax(self.model(to_input(pixels.permute(0, 3, 1, 2), self.mean, self.std)), dim=1)
 
 
-def torch_probabilities(model: nn.Module, pixels: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+def torch_probabilities(
+    model: nn.Module, pixels: np.ndarray, mean: Sequence[float], std: Sequence[float]
+) -> np.ndarray:
     """Reference probabilities (N, C) of uint8 (N, H, W, 3) faces from the PyTorch model, float32."""
     with torch.inference_mode():
         x = to_input(torch.from_numpy(np.ascontiguousarray(pixels)), mean, std)
@@ -56,7 +58,8 @@ def torch_probabilities(model: nn.Module, pixels: np.ndarray, mean: Sequence[flo
 
 
 def onnx_probabilities(onnx_path: str | Path, pixels: np.ndarray) -> np.ndarray:
-    """Probabilities (N, C) of uint8 (N, H, W, 3) faces from an exported graph, with ONNX Runtime on the CPU."""
+    """Probabilities (N, C) of uint8 (N, H, W, 3) faces from an exported graph, with ONNX Runtime on
+    the CPU."""
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
@@ -64,7 +67,8 @@ def onnx_probabilities(onnx_path: str | Path, pixels: np.ndarray) -> np.ndarray:
 
 
 def card(meta: dict[str, Any]) -> dict[str, Any]:
-    """What a user of the ONNX file needs from the model file: classes, input size, face preparation, origin."""
+    """What a user of the ONNX file needs from the model file: classes, input size, face preparation,
+    origin."""
     keys = ("arch", "width", "classes", "image_size", "mean", "std", "dataset", "round")
     return {
         **{k: meta[k] for k in keys if k in meta},
@@ -74,7 +78,9 @@ def card(meta: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def export_onnx(model_path: str | Path, out_path: str | Path, check: bool = True, seed: int = 0) -> dict[str, Any]:
+def export_onnx(
+    model_path: str | Path, out_path: str | Path, check: bool = True, seed: int = 0
+) -> dict[str, Any]:
     """Write the ONNX graph of a model file (see the module docstring); with check, compare it to PyTorch.
 
     The check runs both on a seeded random uint8 batch of 5 and raises if they differ by more than
@@ -89,21 +95,35 @@ def export_onnx(model_path: str | Path, out_path: str | Path, check: bool = True
     info = card(meta)
     with atomic_path(out_path) as tmp, contextlib.redirect_stdout(sys.stderr):  # the exporter prints progress
         program = torch.onnx.export(
-            wrapped, (example,), dynamo=True, input_names=["pixels"], output_names=["probabilities"],
-            dynamic_shapes={"pixels": {0: torch.export.Dim.DYNAMIC}}, optimize=True, verbose=False,
+            wrapped,
+            (example,),
+            dynamo=True,
+            input_names=["pixels"],
+            output_names=["probabilities"],
+            dynamic_shapes={"pixels": {0: torch.export.Dim.DYNAMIC}},
+            optimize=True,
+            verbose=False,
         )
         proto = program.model_proto
-        proto.doc_string = f"pasm {meta.get('arch')} expression classifier; input/output described in metadata 'pasm'"
+        proto.doc_string = (
+            f"pasm {meta.get('arch')} expression classifier; input/output described in metadata 'pasm'"
+        )
         onnx.helper.set_model_props(proto, {"pasm": json.dumps(info)})
         onnx.checker.check_model(proto)
         onnx.save_model(proto, str(tmp))
     if check:
         pixels = np.random.default_rng(seed).integers(0, 256, (5, size, size, 3), dtype=np.uint8)
-        diff = float(np.abs(onnx_probabilities(out_path, pixels) - torch_probabilities(model, pixels, meta["mean"],
-                                                                                        meta["std"])).max())
+        diff = float(
+            np.abs(
+                onnx_probabilities(out_path, pixels)
+                - torch_probabilities(model, pixels, meta["mean"], meta["std"])
+            ).max()
+        )
         if not diff <= TOLERANCE:
             Path(out_path).unlink()
-            raise RuntimeError(f"ONNX and PyTorch probabilities differ by {diff:.3g} (> {TOLERANCE}); removed {out_path}")
+            raise RuntimeError(
+                f"ONNX and PyTorch probabilities differ by {diff:.3g} (> {TOLERANCE}); removed {out_path}"
+            )
         info["max_abs_diff"] = diff
         log.info("ONNX Runtime agrees with PyTorch on a random batch of 5: max |diff| %.2e", diff)
     return info

@@ -1,7 +1,7 @@
 """`pasm predict`: expressions of the faces in photographs, from one self-describing model file.
 
 Each photograph goes through MTCNN; every face found is aligned with the settings the model file
-records (`pasm.data.model_card`), converted to grey when the training faces were grey, and classified.
+records (`pasm.data.preparation`), converted to grey when the training faces were grey, and classified.
 Output is one JSON object per face (or per faceless or unreadable file) on stdout, in input
 order; progress and errors go to stderr.
 """
@@ -19,16 +19,14 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from pasm.data.align import AlignSettings, FaceAligner, align_face, load_image
-from pasm.nn.inputs import to_input
+from pasm.data.align import AlignSettings, FaceAligner, align_face
+from pasm.data.decode import IMAGE_SUFFIXES, load_image
+from pasm.data.preparation import stored_preparation
 from pasm.nn.inference import inference_model, resolve_device
-from pasm.data.model_card import stored_preparation
+from pasm.nn.inputs import to_input
 from pasm.nn.models import load_model
 
 log = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
-"""Files picked up inside folders (compared case-insensitively); files named directly are always tried."""
 
 
 @dataclass(frozen=True)
@@ -41,7 +39,8 @@ class Input:
 
 @dataclass
 class Face:
-    """One detected face: box in original pixels, detection probability, prepared crop and class probabilities."""
+    """One detected face: box in original pixels, detection probability, prepared crop and class
+    probabilities."""
 
     box: np.ndarray
     detection: float
@@ -74,10 +73,17 @@ def to_grey(faces: np.ndarray) -> np.ndarray:
 
 
 class Predictor:
-    """A model file's network plus the face preparation it records: photographs in, per-face probabilities out."""
+    """A model file's network plus the face preparation it records: photographs in, per-face
+    probabilities out."""
 
-    def __init__(self, model_path: str | Path, device: str = "auto", batch_size: int = 32,
-                 detect_batch: int = 16, min_face_prob: float = 0.0) -> None:
+    def __init__(
+        self,
+        model_path: str | Path,
+        device: str = "auto",
+        batch_size: int = 32,
+        detect_batch: int = 16,
+        min_face_prob: float = 0.0,
+    ) -> None:
         """Load the model (eval mode, folded for inference) and an MTCNN aligner with the stored settings."""
         self.device = resolve_device(device)
         model, self.meta = load_model(model_path, self.device)
@@ -91,12 +97,18 @@ class Predictor:
         self.aligner = FaceAligner(self.settings, device=self.device, batch_size=detect_batch)
         log.info(
             "model %s: %s, %d classes, %d px %s faces, alignment %s (training data %s)",
-            model_path, self.meta["arch"], len(self.classes), self.settings.size,
-            "grey" if self.grey else "colour", self.settings.template, self.preparation["source"],
+            model_path,
+            self.meta["arch"],
+            len(self.classes),
+            self.settings.size,
+            "grey" if self.grey else "colour",
+            self.settings.template,
+            self.preparation["source"],
         )
 
     def prepare(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-        """One RGB photo's face, aligned to the stored template at the model's size (grey if trained on grey)."""
+        """One RGB photo's face, aligned to the stored template at the model's size (grey if trained on
+        grey)."""
         crop = align_face(image, landmarks, self.settings)[0]
         return to_grey(crop[None])[0] if self.grey else crop
 
@@ -111,19 +123,25 @@ class Predictor:
         return np.concatenate(out) if out else np.zeros((0, len(self.classes)))
 
     def predict(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
-        """Per RGB image, its faces (largest first, those below min_face_prob left out), classified in batches."""
+        """Per RGB image, its faces (largest first, those below min_face_prob left out), classified in
+        batches."""
         found = []
         for image, faces in zip(images, self.aligner.detect_all(images)):
-            found.append([(box, prob, self.prepare(image, marks)) for box, marks, prob in faces
-                          if prob >= self.min_face_prob])
+            found.append(
+                [
+                    (box, prob, self.prepare(image, marks))
+                    for box, marks, prob in faces
+                    if prob >= self.min_face_prob
+                ]
+            )
         crops = [crop for faces in found for _, _, crop in faces]
         probs = iter(self.classify(np.stack(crops)) if crops else [])
         results = []
         for image, faces in zip(images, found):
             h, w = image.shape[:2]
-            results.append([
-                Face(np.clip(box, 0, [w, h, w, h]), prob, crop, next(probs)) for box, prob, crop in faces
-            ])
+            results.append(
+                [Face(np.clip(box, 0, [w, h, w, h]), prob, crop, next(probs)) for box, prob, crop in faces]
+            )
         return results
 
 
@@ -131,13 +149,19 @@ def face_record(file: str, index: int, face: Face, classes: Sequence[str]) -> di
     """The JSON object of one classified face."""
     probs = {c: round(float(p), 6) for c, p in zip(classes, face.probabilities)}
     return {
-        "file": file, "face": index, "box": [round(float(v), 1) for v in face.box], "probabilities": probs,
-        "label": classes[int(np.argmax(face.probabilities))], "status": "ok", "detection": round(face.detection, 4),
+        "file": file,
+        "face": index,
+        "box": [round(float(v), 1) for v in face.box],
+        "probabilities": probs,
+        "label": classes[int(np.argmax(face.probabilities))],
+        "status": "ok",
+        "detection": round(face.detection, 4),
     }
 
 
 def annotate(image: np.ndarray, faces: Sequence[Face], classes: Sequence[str], path: Path) -> None:
-    """Write a copy of the photo with each face's box and top label drawn (PIL), creating folders as needed."""
+    """Write a copy of the photo with each face's box and top label drawn (PIL), creating folders as
+    needed."""
     im = annotated(image, faces, classes)
     path.parent.mkdir(parents=True, exist_ok=True)
     im.save(path)
@@ -173,8 +197,13 @@ def _annotation_path(folder: Path, relative: Path, used: set[Path]) -> Path:
     return path
 
 
-def predict_files(inputs: Sequence[Input], predictor: Predictor, out: TextIO = sys.stdout,
-                  annotate_dir: str | Path | None = None, chunk: int = 16) -> int:
+def predict_files(
+    inputs: Sequence[Input],
+    predictor: Predictor,
+    out: TextIO = sys.stdout,
+    annotate_dir: str | Path | None = None,
+    chunk: int = 16,
+) -> int:
     """Write one JSON line per face (or per faceless / unreadable file) to out; returns the unreadable count.
 
     Files are decoded, detected and classified `chunk` at a time, so folders of any size fit in memory.
@@ -189,7 +218,9 @@ def predict_files(inputs: Sequence[Input], predictor: Predictor, out: TextIO = s
                 images.append(load_image(entry.path))
                 errors.append("")
             except Exception as exc:  # any decoder failure is this file's answer, not the run's end
-                message = str(exc) if isinstance(exc, ValueError) else f"cannot decode image {entry.path}: {exc}"
+                message = (
+                    str(exc) if isinstance(exc, ValueError) else f"cannot decode image {entry.path}: {exc}"
+                )
                 images.append(None)
                 errors.append(message)
                 print(f"pasm predict: {message}", file=sys.stderr, flush=True)
@@ -202,8 +233,9 @@ def predict_files(inputs: Sequence[Input], predictor: Predictor, out: TextIO = s
                 records = [{"file": file, "status": "error", "error": error}]
             else:
                 faces = next(answers)
-                records = ([face_record(file, k, f, predictor.classes) for k, f in enumerate(faces)]
-                           or [{"file": file, "status": "no_face"}])
+                records = [face_record(file, k, f, predictor.classes) for k, f in enumerate(faces)] or [
+                    {"file": file, "status": "no_face"}
+                ]
                 if annotate_dir is not None:
                     target = _annotation_path(Path(annotate_dir), entry.relative, used)
                     try:

@@ -63,12 +63,18 @@ def answer(predictor: Predictor, image: np.ndarray, name: str, lock: threading.L
     if not faces:
         raise RequestError(422, f"{name}: no face found")
     h, w = image.shape[:2]
-    return {"file": name, "width": w, "height": h, "classes": predictor.classes,
-            "faces": [face_record(name, k, f, predictor.classes) for k, f in enumerate(faces)]}
+    return {
+        "file": name,
+        "width": w,
+        "height": h,
+        "classes": predictor.classes,
+        "faces": [face_record(name, k, f, predictor.classes) for k, f in enumerate(faces)],
+    }
 
 
-def create_app(model_path: str | Path, device: str = "cpu", max_bytes: int = MAX_BYTES,
-               min_face_prob: float = 0.9) -> Any:
+def create_app(
+    model_path: str | Path, device: str = "cpu", max_bytes: int = MAX_BYTES, min_face_prob: float = 0.9
+) -> Any:
     """The FastAPI application serving one model file (loaded and checked here, once)."""
     predictor = Predictor(model_path, device, min_face_prob=min_face_prob)
     lock = threading.Lock()
@@ -80,8 +86,13 @@ def create_app(model_path: str | Path, device: str = "cpu", max_bytes: int = MAX
 
     @app.get("/health")
     def health() -> dict[str, Any]:
-        return {"status": "ok", "model": str(model_path), "arch": predictor.meta["arch"],
-                "classes": predictor.classes, "image_size": predictor.settings.size}
+        return {
+            "status": "ok",
+            "model": str(model_path),
+            "arch": predictor.meta["arch"],
+            "classes": predictor.classes,
+            "image_size": predictor.settings.size,
+        }
 
     @app.post("/predict")
     async def predict(request: Request) -> dict[str, Any]:
@@ -100,9 +111,11 @@ def create_app(model_path: str | Path, device: str = "cpu", max_bytes: int = MAX
                 body = await request.json()
                 name, data = str(body.get("name", "upload")), base64.b64decode(body["image"], validate=True)
             except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as exc:
-                raise RequestError(400, f"JSON body must be {{\"image\": \"<base64>\"}} ({exc})") from None
+                raise RequestError(400, f'JSON body must be {{"image": "<base64>"}} ({exc})') from None
         else:
-            raise RequestError(400, f"send multipart/form-data with a 'file' field or JSON, not {kind or 'nothing'}")
+            raise RequestError(
+                400, f"send multipart/form-data with a 'file' field or JSON, not {kind or 'nothing'}"
+            )
         image = decode_upload(data, name, max_bytes)
         return answer(predictor, image, name, lock)
 
@@ -113,8 +126,14 @@ def create_app(model_path: str | Path, device: str = "cpu", max_bytes: int = MAX
     return app
 
 
-def serve(model_path: str | Path, host: str = "127.0.0.1", port: int = 8000, device: str = "cpu",
-          max_bytes: int = MAX_BYTES, min_face_prob: float = 0.9) -> None:
+def serve(
+    model_path: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    device: str = "cpu",
+    max_bytes: int = MAX_BYTES,
+    min_face_prob: float = 0.9,
+) -> None:
     """Build the app (model checked first) and run it with uvicorn until interrupted."""
     import uvicorn
 

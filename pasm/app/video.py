@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from pasm.app.predict import IMAGE_SUFFIXES, Face, Predictor, annotated
-from pasm.data.align import load_image
+from pasm.app.predict import Face, Predictor, annotated
+from pasm.data.decode import IMAGE_SUFFIXES, load_image
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,8 @@ class Frame:
 
 
 def frame_count(path: str | Path, fps: float = 25.0) -> tuple[int, float]:
-    """(number of frames, if the container says; 0 otherwise) and frames per second of a video or frame folder."""
+    """(number of frames, if the container says; 0 otherwise) and frames per second of a video or frame
+    folder."""
     path = Path(path)
     if path.is_dir():
         return len([p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]), fps
@@ -129,8 +130,10 @@ class Tracker:
 
     def update(self, faces: Sequence[Face]) -> list[tuple[Track, Face]]:
         """Assign this frame's faces to tracks (best overlaps first); returns (track, face) per face."""
-        pairs = sorted(((iou(t.box, f.box), ti, fi) for ti, t in enumerate(self.tracks)
-                        for fi, f in enumerate(faces)), reverse=True)
+        pairs = sorted(
+            ((iou(t.box, f.box), ti, fi) for ti, t in enumerate(self.tracks) for fi, f in enumerate(faces)),
+            reverse=True,
+        )
         used_t, used_f, out = set(), set(), {}
         for overlap, ti, fi in pairs:
             if overlap < self.min_iou:
@@ -163,9 +166,18 @@ def csv_columns(classes: Sequence[str]) -> list[str]:
     return ["frame", "time", "track", "x0", "y0", "x1", "y1", *classes, "label"]
 
 
-def predict_video(path: str | Path, predictor: Predictor, out_csv: str | Path, *, every: int = 1, window: int = 5,
-                  fps: float = 25.0, annotate_video: str | Path | None = None, plot: str | Path | None = None,
-                  progress: bool = True) -> dict[str, Any]:
+def predict_video(
+    path: str | Path,
+    predictor: Predictor,
+    out_csv: str | Path,
+    *,
+    every: int = 1,
+    window: int = 5,
+    fps: float = 25.0,
+    annotate_video: str | Path | None = None,
+    plot: str | Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Classify the faces of every ``every``-th frame, track and smooth them, write the CSV (and on
     request an annotated video and a plot of each track over time); returns counts."""
     tracker = Tracker(window=window)
@@ -178,8 +190,13 @@ def predict_video(path: str | Path, predictor: Predictor, out_csv: str | Path, *
     with open(out_csv, "w", newline="") as fh:
         writer = csv.DictWriter(fh, csv_columns(predictor.classes))
         writer.writeheader()
-        bar = tqdm(total=-(-total // every) if total else None, desc=f"{Path(path).name}", unit="frame",
-                   disable=not progress, mininterval=1.0)
+        bar = tqdm(
+            total=-(-total // every) if total else None,
+            desc=f"{Path(path).name}",
+            unit="frame",
+            disable=not progress,
+            mininterval=1.0,
+        )
         try:
             for frame in read_frames(path, every, fps):
                 sampled += 1
@@ -187,10 +204,14 @@ def predict_video(path: str | Path, predictor: Predictor, out_csv: str | Path, *
                 shown = []
                 for track, face in tracker.update(faces):
                     probs = track.smoothed()
-                    row = {"frame": frame.index, "time": round(frame.time, 4), "track": track.id,
-                           **dict(zip(("x0", "y0", "x1", "y1"), (round(float(v), 1) for v in face.box))),
-                           **{c: round(float(p), 6) for c, p in zip(predictor.classes, probs)},
-                           "label": predictor.classes[int(np.argmax(probs))]}
+                    row = {
+                        "frame": frame.index,
+                        "time": round(frame.time, 4),
+                        "track": track.id,
+                        **dict(zip(("x0", "y0", "x1", "y1"), (round(float(v), 1) for v in face.box))),
+                        **{c: round(float(p), 6) for c, p in zip(predictor.classes, probs)},
+                        "label": predictor.classes[int(np.argmax(probs))],
+                    }
                     writer.writerow(row)
                     rows.append(row)
                     shown.append(Face(face.box, face.detection, face.crop, probs))
@@ -205,7 +226,9 @@ def predict_video(path: str | Path, predictor: Predictor, out_csv: str | Path, *
     if plot is not None:
         track_plot(rows, predictor.classes, plot, title=f"{Path(path).name}: expressions per track")
     tracks = sorted({r["track"] for r in rows})
-    log.info("%s: %d frames sampled, %d face rows, %d tracks -> %s", path, sampled, len(rows), len(tracks), out_csv)
+    log.info(
+        "%s: %d frames sampled, %d face rows, %d tracks -> %s", path, sampled, len(rows), len(tracks), out_csv
+    )
     return {"frames": sampled, "rows": len(rows), "tracks": len(tracks)}
 
 
@@ -218,21 +241,26 @@ class _VideoWriter:
     """An H.264 (or MPEG-4 where H.264 is missing) video written frame by frame with PyAV."""
 
     def __init__(self, path: str | Path, rate: float, shape: tuple[int, ...]) -> None:
-        import av
         from fractions import Fraction
+
+        import av
 
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.container = av.open(str(path), "w")
         codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
         self.stream = self.container.add_stream(codec, rate=Fraction(rate).limit_denominator(1000))
-        self.stream.height, self.stream.width = shape[0] // 2 * 2, shape[1] // 2 * 2  # yuv420p needs even sides
+        self.stream.height, self.stream.width = (
+            shape[0] // 2 * 2,
+            shape[1] // 2 * 2,
+        )  # yuv420p needs even sides
         self.stream.pix_fmt = "yuv420p"
 
     def write(self, rgb: np.ndarray) -> None:
         import av
 
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb[: self.stream.height, : self.stream.width]),
-                                           format="rgb24")
+        frame = av.VideoFrame.from_ndarray(
+            np.ascontiguousarray(rgb[: self.stream.height, : self.stream.width]), format="rgb24"
+        )
         for packet in self.stream.encode(frame):
             self.container.mux(packet)
 
@@ -242,7 +270,9 @@ class _VideoWriter:
         self.container.close()
 
 
-def track_plot(rows: Sequence[dict[str, Any]], classes: Sequence[str], path: str | Path, title: str = "") -> None:
+def track_plot(
+    rows: Sequence[dict[str, Any]], classes: Sequence[str], path: str | Path, title: str = ""
+) -> None:
     """One panel per track: each class's smoothed probability over time (stacked areas)."""
     import matplotlib
 

@@ -19,11 +19,10 @@ bit-identical output (MTCNN runs on CPU, nothing is random).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
 ON_NO_FACE = ("center_crop", "drop")
 """Policies for images without a detected face: resize the centred square, or leave it out."""
@@ -84,7 +83,13 @@ class AlignSettings:
             raise ValueError(f"unknown template {self.template!r}; known: {sorted(TEMPLATES)}")
         if self.on_no_face not in ON_NO_FACE:
             raise ValueError(f"on_no_face must be one of {ON_NO_FACE}, got {self.on_no_face!r}")
-        if self.size < 1 or self.scale <= 0 or self.min_face < 1 or self.upsample_below < 0 or self.detect_max_side < 0:
+        if (
+            self.size < 1
+            or self.scale <= 0
+            or self.min_face < 1
+            or self.upsample_below < 0
+            or self.detect_max_side < 0
+        ):
             raise ValueError(f"invalid alignment settings: {self}")
 
     def to_dict(self) -> dict:
@@ -131,7 +136,8 @@ def apply_affine(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 
 def warp(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
-    """Resample uint8 (H, W, C) into (size, size, C): output(p) = image(inverse(matrix) p), bilinear, black outside.
+    """Resample uint8 (H, W, C) into (size, size, C): output(p) = image(inverse(matrix) p), bilinear,
+    black outside.
 
     Vectorised over all output pixels; samples outside the source count as 0, so borders fade to black.
     """
@@ -226,13 +232,16 @@ def upsample(image: np.ndarray, factor: float) -> np.ndarray:
 
 
 def unscale(points: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """Map (K, 2) points from a resized image back to the original (per-axis scale, pixel centres at integers)."""
+    """Map (K, 2) points from a resized image back to the original (per-axis scale, pixel centres at
+    integers)."""
     return (points + 0.5) / scale - 0.5
 
 
-def faces_by_size(boxes: np.ndarray | None, probs: np.ndarray | None, points: np.ndarray | None
-                  ) -> list[tuple[np.ndarray, np.ndarray, float]]:
-    """Every detection of one image as (box, (5, 2) landmarks, probability), largest first, ties by probability."""
+def faces_by_size(
+    boxes: np.ndarray | None, probs: np.ndarray | None, points: np.ndarray | None
+) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    """Every detection of one image as (box, (5, 2) landmarks, probability), largest first, ties by
+    probability."""
     if boxes is None or len(boxes) == 0:
         return []
     boxes = np.asarray(boxes, dtype=np.float64)
@@ -244,8 +253,11 @@ def faces_by_size(boxes: np.ndarray | None, probs: np.ndarray | None, points: np
     ]
 
 
-def align_face(image: np.ndarray, landmarks: np.ndarray, settings: AlignSettings) -> tuple[np.ndarray, np.ndarray]:
-    """Warp one RGB image so its (5, 2) landmarks fall on the template; returns (crop, 2x3 matrix image -> crop)."""
+def align_face(
+    image: np.ndarray, landmarks: np.ndarray, settings: AlignSettings
+) -> tuple[np.ndarray, np.ndarray]:
+    """Warp one RGB image so its (5, 2) landmarks fall on the template; returns (crop, 2x3 matrix
+    image -> crop)."""
     matrix = similarity_transform(landmarks, template_points(settings))
     source, sampling = prefilter(image, matrix)
     return warp(source, sampling, settings.size), matrix
@@ -263,25 +275,31 @@ class FaceAligner:
         self.mtcnn = MTCNN(keep_all=True, min_face_size=settings.min_face, device=device, select_largest=True)
 
     def detect_all(self, images: Sequence[np.ndarray]) -> list[list[tuple[np.ndarray, np.ndarray, float]]]:
-        """Per image, every face as (box x0,y0,x1,y1; (5, 2) landmarks; probability), largest first; [] if none.
+        """Per image, every face as (box x0,y0,x1,y1; (5, 2) landmarks; probability), largest first;
+        [] if none.
 
         Small images are upsampled (large ones shrunk) first and results mapped back to the
         original pixels; equal-sized images share MTCNN batches.
         """
         rgb = [to_rgb(im) for im in images]
         factors = [
-            upsample_factor(im.shape[0], im.shape[1], self.settings.upsample_below, self.settings.detect_max_side)
+            upsample_factor(
+                im.shape[0], im.shape[1], self.settings.upsample_below, self.settings.detect_max_side
+            )
             for im in rgb
         ]
         prepared = [upsample(im, f) for im, f in zip(rgb, factors)]
-        scales = [np.array(p.shape[1::-1], float) / np.array(im.shape[1::-1], float) for p, im in zip(prepared, rgb)]
+        scales = [
+            np.array(p.shape[1::-1], float) / np.array(im.shape[1::-1], float) for p, im in zip(prepared, rgb)
+        ]
         groups: dict[tuple[int, int], list[int]] = {}
         for i, im in enumerate(prepared):
             groups.setdefault(im.shape[:2], []).append(i)
         results: list[list[tuple[np.ndarray, np.ndarray, float]]] = [[] for _ in rgb]
         for (height, width), indices in groups.items():
             if min(height, width) < self.settings.min_face:
-                continue  # MTCNN builds no pyramid level (and crashes) when the image is smaller than min_face
+                # MTCNN builds no pyramid level (and crashes) when the image is smaller than min_face
+                continue
             for start in range(0, len(indices), self.batch_size):
                 chunk = indices[start : start + self.batch_size]
                 batch = np.stack([prepared[i] for i in chunk])
@@ -293,8 +311,11 @@ class FaceAligner:
                     ]
         return results
 
-    def detect(self, images: Sequence[np.ndarray]) -> list[tuple[np.ndarray | None, np.ndarray | None, float | None]]:
-        """Per image (box x0,y0,x1,y1; (5, 2) landmarks; probability) of its largest face, or (None, None, None)."""
+    def detect(
+        self, images: Sequence[np.ndarray]
+    ) -> list[tuple[np.ndarray | None, np.ndarray | None, float | None]]:
+        """Per image (box x0,y0,x1,y1; (5, 2) landmarks; probability) of its largest face, or
+        (None, None, None)."""
         return [faces[0] if faces else (None, None, None) for faces in self.detect_all(images)]
 
     def align(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, list[str], list[np.ndarray | None]]:
@@ -317,40 +338,3 @@ class FaceAligner:
                 status.append("dropped")
         aligned = np.stack(crops) if crops else np.zeros((0, size, size, 3), dtype=np.uint8)
         return aligned, status, [d[0] for d in detections]
-
-
-SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
-"""PIL modes of 16-bit grey images (PNG, TIFF); PIL's own convert("RGB") would clip them to 255, i.e. white."""
-
-
-def eight_bit(im: Image.Image, sixteen_bit_int: bool = False) -> Image.Image:
-    """16-bit grey -> 8-bit grey by value >> 8 (the high byte: the scaling PIL itself applies to
-    16-bit RGB PNGs, exact for 8-bit images stored as v * 257); other 8-bit modes unchanged.
-
-    sixteen_bit_int: a 32-bit "I" image holds 16-bit values (older PIL opens 16-bit PNGs so).
-    Other 32-bit integer or float images have no agreed range: ValueError (callers name the file).
-    """
-    if im.mode in SIXTEEN_BIT_MODES or (im.mode == "I" and sixteen_bit_int):
-        values = np.asarray(im).astype(np.uint32)
-        return Image.fromarray((np.clip(values, 0, 65535) >> 8).astype(np.uint8), "L")
-    if im.mode in ("I", "F"):
-        kind = "32-bit integer" if im.mode == "I" else "floating-point"
-        raise ValueError(f"{kind} pixels (PIL mode {im.mode}) have no defined 8-bit scale; "
-                         "save the image with 8 or 16 bits per channel")
-    return im
-
-
-def decode_rgb(path: str | Path) -> Image.Image:
-    """Open an image file, apply its EXIF orientation, scale 16-bit grey to 8 bits, convert to RGB."""
-    with Image.open(path) as im:
-        png = im.format == "PNG"
-        im = eight_bit(ImageOps.exif_transpose(im), sixteen_bit_int=png)
-        return im.convert("RGB")
-
-
-def load_image(path: str | Path) -> np.ndarray:
-    """Decode to RGB uint8 (see `decode_rgb`); ValueError naming the path if undecodable."""
-    try:
-        return np.asarray(decode_rgb(path), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise ValueError(f"cannot decode image {path}: {exc}") from exc

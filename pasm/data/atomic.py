@@ -45,10 +45,11 @@ def pid_alive(pid: int) -> bool:
 
 
 def _writer_pid(name: str, prefix: str) -> int | None:
-    """The pid in `<prefix><pid>.tmp`, or None when the name is not an atomic_path temporary of this prefix."""
+    """The pid in `<prefix><pid>.tmp`, or None when the name is not an atomic_path temporary of this
+    prefix."""
     if not (name.startswith(prefix) and name.endswith(".tmp")):
         return None
-    digits = name[len(prefix):-4]
+    digits = name[len(prefix) : -4]
     return int(digits) if digits.isdigit() else None
 
 

@@ -1,8 +1,9 @@
 """Build the faces.h5 contract from reader output: decode, orient, align or resize, record status.
 
 Already-aligned data sets (FER2013, CK+48, RAF-DB's aligned images, the demo) are only resized;
-photographs go through MTCNN detection and 5-point alignment (pasm/align.py), so the same
-alignment is applied at training and at prediction time.
+photographs go through MTCNN detection and 5-point alignment (pasm/data/align.py), so the same
+alignment is applied at training and at prediction time; faces.h5 records which it was
+(`pasm.data.preparation`), decided from the records' own ``aligned`` flags.
 
 Resizing a pre-aligned image to the square `size` keeps its aspect ratio (config key
 `datasets.{ds}.resize`): a square image is resized as is (bicubic); a non-square one is either
@@ -25,10 +26,12 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from pasm.data.align import AlignSettings, FaceAligner, align_face, decode_rgb, load_image
+from pasm.data.align import AlignSettings, FaceAligner, align_face
+from pasm.data.decode import decode_rgb, load_image
 from pasm.data.h5store import Faces, FacesWriter, read_faces
 from pasm.data.labels import CLASSES
-from pasm.data.readers.records import Record, ReaderOutput, subset_masks
+from pasm.data.preparation import face_preparation
+from pasm.data.readers.records import ReaderOutput, Record, subset_masks
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +43,8 @@ UPSCALE_LIMIT = 4.0
 
 
 def fit_square(im: Image.Image, size: int, resize: str = "crop") -> Image.Image:
-    """An RGB image as size x size: square ones resized (bicubic), others cropped or padded (see the module doc)."""
+    """An RGB image as size x size: square ones resized (bicubic), others cropped or padded (see the
+    module doc)."""
     if resize not in RESIZE:
         raise ValueError(f"resize must be one of {RESIZE}, got {resize!r}")
     w, h = im.size
@@ -52,7 +56,9 @@ def fit_square(im: Image.Image, size: int, resize: str = "crop") -> Image.Image:
         scale = size / max(w, h)
         fitted = (max(1, round(w * scale)), max(1, round(h * scale)))
         canvas = Image.new("RGB", (size, size))
-        canvas.paste(im.resize(fitted, Image.Resampling.BICUBIC), ((size - fitted[0]) // 2, (size - fitted[1]) // 2))
+        canvas.paste(
+            im.resize(fitted, Image.Resampling.BICUBIC), ((size - fitted[0]) // 2, (size - fitted[1]) // 2)
+        )
         return canvas
     if im.size != (size, size):
         im = im.resize((size, size), Image.Resampling.BICUBIC)
@@ -91,23 +97,43 @@ class ResizeNotes:
         """Warn about non-square and strongly enlarged images (counts, and the first or worst one)."""
         if self.non_square:
             verb = "centre-cropped" if self.resize == "crop" else "padded"
-            log.warning("%d non-square image(s) %s to %d x %d (resize: %s; first: %s)",
-                        len(self.non_square), verb, self.size, self.size, self.resize, self.non_square[0])
+            log.warning(
+                "%d non-square image(s) %s to %d x %d (resize: %s; first: %s)",
+                len(self.non_square),
+                verb,
+                self.size,
+                self.size,
+                self.resize,
+                self.non_square[0],
+            )
         if self.upscaled:
             worst = max(self.upscaled, key=lambda item: item[1])
-            log.warning("%d image(s) enlarged more than %gx to %d px (most: %.1fx, %s)",
-                        len(self.upscaled), UPSCALE_LIMIT, self.size, worst[1], worst[0])
+            log.warning(
+                "%d image(s) enlarged more than %gx to %d px (most: %.1fx, %s)",
+                len(self.upscaled),
+                UPSCALE_LIMIT,
+                self.size,
+                worst[1],
+                worst[0],
+            )
 
     def attrs(self) -> dict:
         """Counts for faces.h5 (counts only: attributes must stay small)."""
-        return {"resize": self.resize, "non_square": len(self.non_square),
-                "upscaled_over_limit": len(self.upscaled), "upscale_limit": UPSCALE_LIMIT}
+        return {
+            "resize": self.resize,
+            "non_square": len(self.non_square),
+            "upscaled_over_limit": len(self.upscaled),
+            "upscale_limit": UPSCALE_LIMIT,
+        }
 
 
 def _decode_aligned(rec: Record, size: int, resize: str, notes: ResizeNotes) -> np.ndarray:
     """One pre-aligned record as size x size RGB, its original shape noted."""
-    im = decode_rgb(rec.path) if rec.pixels is None else Image.fromarray(
-        np.ascontiguousarray(rec.pixels, dtype=np.uint8)).convert("RGB")
+    im = (
+        decode_rgb(rec.path)
+        if rec.pixels is None
+        else Image.fromarray(np.ascontiguousarray(rec.pixels, dtype=np.uint8)).convert("RGB")
+    )
     notes.note(rec.source, *im.size)
     return np.asarray(fit_square(im, size, resize), dtype=np.uint8)
 
@@ -148,8 +174,15 @@ class _Tally:
     status: Counter = field(default_factory=Counter)
 
 
-def _chunk_faces(recs: Sequence[Record], size: int, resize: str, notes: ResizeNotes, settings: AlignSettings,
-                 aligner: "FaceAligner | None", tally: _Tally) -> list[tuple[Record, np.ndarray, str]]:
+def _chunk_faces(
+    recs: Sequence[Record],
+    size: int,
+    resize: str,
+    notes: ResizeNotes,
+    settings: AlignSettings,
+    aligner: "FaceAligner | None",
+    tally: _Tally,
+) -> list[tuple[Record, np.ndarray, str]]:
     """Faces of a few consecutive records, in record order: pre-aligned ones resized, ones with
     given landmarks or box cropped, photos detected (one MTCNN batch) and aligned."""
     made: dict[int, tuple[np.ndarray, str]] = {}
@@ -198,6 +231,9 @@ def build_faces(
     align["on_no_face"] (centre crop, or drop: counted and named); files the reader passed over
     are counted by extension. Nothing is dropped silently. `resize`: see the module docstring.
     Records that carry their own landmarks or box (AffectNet) are aligned or cropped with those.
+    With ``attrs["format"]`` (the reader's name) the attributes also get ``"preparation"``, the
+    record of how the faces were made (`pasm.data.preparation.face_preparation`): pre-aligned when
+    every record is (each reader's records are all one or the other).
     """
     if out_path is None:
         with tempfile.TemporaryDirectory() as tmp:
@@ -212,43 +248,74 @@ def build_faces(
     tally = _Tally()
     settings = AlignSettings(size=size, **{k: v for k, v in (align or {}).items() if k != "batch_size"})
     detect = any(not r.aligned and r.points is None and r.box is None for r in recs)
-    aligner = FaceAligner(settings, device=device, batch_size=(align or {}).get("batch_size", 16)) if detect else None
+    aligner = (
+        FaceAligner(settings, device=device, batch_size=(align or {}).get("batch_size", 16))
+        if detect
+        else None
+    )
     if any(not r.aligned for r in recs):
         attrs = {**attrs, "alignment": settings.to_dict()}
+    if "format" in attrs:
+        pre_aligned = all(r.aligned for r in recs)
+        attrs = {**attrs, "preparation": face_preparation(attrs["format"], size, align or {}, pre_aligned)}
     with FacesWriter(out_path, size) as out:
         bar = tqdm(total=len(recs), desc="faces", unit="img", mininterval=2.0)
         for start in range(0, len(recs), chunk):
-            for rec, image, state in _chunk_faces(recs[start:start + chunk], size, resize, notes, settings,
-                                                  aligner, tally):
+            for rec, image, state in _chunk_faces(
+                recs[start : start + chunk], size, resize, notes, settings, aligner, tally
+            ):
                 out.append(image, rec.label, rec.split, rec.source, state, rec.subject, dict(rec.values))
                 tally.status[state] += 1
-            bar.update(len(recs[start:start + chunk]))
+            bar.update(len(recs[start : start + chunk]))
         bar.close()
         if not len(out):
             raise ValueError("no image could be decoded")
         labels, splits = np.asarray(out.labels), np.asarray(out.splits)
-        counts = {s: np.bincount(labels[splits == s], minlength=len(CLASSES)).tolist() for s in sorted(set(out.splits))}
+        counts = {
+            s: np.bincount(labels[splits == s], minlength=len(CLASSES)).tolist()
+            for s in sorted(set(out.splits))
+        }
         status_counts = dict(sorted((str(k), int(v)) for k, v in tally.status.items()))
         ignored = ignored_by_extension(output.ignored)
         log.info(
-            "faces: %d kept %s; %d skipped by the reader, %d undecodable, %d dropped (no face), %d not images %s",
-            len(out), status_counts, len(output.skipped), len(tally.undecodable), len(tally.no_face),
-            len(output.ignored), ignored,
+            "faces: %d kept %s; %d skipped by the reader, %d undecodable, %d dropped (no face), "
+            "%d not images %s",
+            len(out),
+            status_counts,
+            len(output.skipped),
+            len(tally.undecodable),
+            len(tally.no_face),
+            len(output.ignored),
+            ignored,
         )
         if output.ignored:
-            log.warning("%d files or folders not read (not an image extension), by extension %s (first: %s)",
-                        len(output.ignored), ignored, output.ignored[0])
+            log.warning(
+                "%d files or folders not read (not an image extension), by extension %s (first: %s)",
+                len(output.ignored),
+                ignored,
+                output.ignored[0],
+            )
         notes.log()
         for split, c in counts.items():
             log.info("  %-12s %6d  %s", split, sum(c), dict(zip(CLASSES, c)))
         subsets = subset_masks(output, out.sources)
         for name, mask in subsets.items():
             log.info("  subset %-12s %6d", name, int(mask.sum()))
-        out.finish(subsets, {
-            **attrs, "classes": list(CLASSES), "image_size": size, "class_counts": counts,
-            "status_counts": status_counts, "skipped": list(output.skipped) + tally.undecodable,
-            "skipped_by_reader": list(output.skipped), "undecodable": tally.undecodable,
-            "dropped_no_face": tally.no_face, "label_map": output.label_map, "ignored_by_extension": ignored,
-            **notes.attrs(),
-        })
+        out.finish(
+            subsets,
+            {
+                **attrs,
+                "classes": list(CLASSES),
+                "image_size": size,
+                "class_counts": counts,
+                "status_counts": status_counts,
+                "skipped": list(output.skipped) + tally.undecodable,
+                "skipped_by_reader": list(output.skipped),
+                "undecodable": tally.undecodable,
+                "dropped_no_face": tally.no_face,
+                "label_map": output.label_map,
+                "ignored_by_extension": ignored,
+                **notes.attrs(),
+            },
+        )
     return read_faces(out_path)

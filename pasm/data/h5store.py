@@ -50,9 +50,15 @@ class Faces:
         rows = np.flatnonzero(self.splits == name)
         if rows.size == 0:
             known = sorted(set(self.splits.tolist()) | set(self.subsets))
-            where = f" in data set {self.attrs['dataset']} ({self.attrs.get('root', '?')})" if "dataset" in self.attrs else ""
-            raise KeyError(f"no split or subset named {name!r}{where}; this data set has {known} "
-                           "(check the config's train_split, val_split and eval_splits)")
+            where = (
+                f" in data set {self.attrs['dataset']} ({self.attrs.get('root', '?')})"
+                if "dataset" in self.attrs
+                else ""
+            )
+            raise KeyError(
+                f"no split or subset named {name!r}{where}; this data set has {known} "
+                "(check the config's train_split, val_split and eval_splits)"
+            )
         return rows
 
 
@@ -74,8 +80,9 @@ class FacesWriter:
         self._tmp = self._atomic.__enter__()
         self._file = h5py.File(self._tmp, "w")
         shape = (self.size, self.size, 3)
-        self._images = self._file.create_dataset("images", shape=(0, *shape), maxshape=(None, *shape),
-                                                 dtype=np.uint8, chunks=(1, *shape))
+        self._images = self._file.create_dataset(
+            "images", shape=(0, *shape), maxshape=(None, *shape), dtype=np.uint8, chunks=(1, *shape)
+        )
         self._buffer: list[np.ndarray] = []
         self.labels: list[int] = []
         self.splits: list[str] = []
@@ -91,11 +98,21 @@ class FacesWriter:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def append(self, image: np.ndarray, label: int, split: str, source: str, status: str, subject: str = "",
-               values: dict[str, float] | None = None) -> None:
+    def append(
+        self,
+        image: np.ndarray,
+        label: int,
+        split: str,
+        source: str,
+        status: str,
+        subject: str = "",
+        values: dict[str, float] | None = None,
+    ) -> None:
         """Add one face (uint8 size x size x 3) and its metadata."""
         if image.dtype != np.uint8 or image.shape != (self.size, self.size, 3):
-            raise ValueError(f"{source}: face must be uint8 ({self.size}, {self.size}, 3), got {image.dtype} {image.shape}")
+            raise ValueError(
+                f"{source}: face must be uint8 ({self.size}, {self.size}, 3), got {image.dtype} {image.shape}"
+            )
         n = len(self.labels)
         for name, column in self.values.items():
             column.append(float((values or {}).get(name, np.nan)))
@@ -119,13 +136,19 @@ class FacesWriter:
         self._images[start:] = np.stack(self._buffer)
         self._buffer = []
 
-    def finish(self, subsets: dict[str, np.ndarray] | None = None, attrs: dict[str, Any] | None = None) -> None:
+    def finish(
+        self, subsets: dict[str, np.ndarray] | None = None, attrs: dict[str, Any] | None = None
+    ) -> None:
         """Write the metadata columns, subsets and attributes; the file is complete."""
         self._flush()
         f, n = self._file, len(self.labels)
         f.create_dataset("labels", data=np.asarray(self.labels, dtype=np.int64))
-        for name, column in (("split", self.splits), ("source", self.sources), ("face_status", self.status),
-                             ("subject", self.subjects)):
+        for name, column in (
+            ("split", self.splits),
+            ("source", self.sources),
+            ("face_status", self.status),
+            ("subject", self.subjects),
+        ):
             f.create_dataset(name, data=np.asarray(column, dtype=object), dtype=STR, shape=(n,))
         grp = f.create_group("subsets")
         for name, mask in (subsets or {}).items():
@@ -155,12 +178,21 @@ def write_faces(path: str | Path, faces: Faces) -> None:
         if len(getattr(faces, name)) != n:
             raise ValueError(f"faces.{name} has {len(getattr(faces, name))} rows, labels has {n}")
     if faces.images.dtype != np.uint8 or len(faces.images.shape) != 4 or faces.images.shape[-1] != 3:
-        raise ValueError(f"faces.images must be uint8 (N, H, W, 3), got {faces.images.dtype} {faces.images.shape}")
+        raise ValueError(
+            f"faces.images must be uint8 (N, H, W, 3), got {faces.images.dtype} {faces.images.shape}"
+        )
     subjects = faces.subjects if faces.subjects is not None else np.full(n, "")
     with FacesWriter(path, faces.images.shape[1]) as out:
         for i in range(n):
-            out.append(np.asarray(faces.images[i]), faces.labels[i], str(faces.splits[i]), str(faces.sources[i]),
-                       str(faces.status[i]), str(subjects[i]), {k: v[i] for k, v in faces.values.items()})
+            out.append(
+                np.asarray(faces.images[i]),
+                faces.labels[i],
+                str(faces.splits[i]),
+                str(faces.sources[i]),
+                str(faces.status[i]),
+                str(subjects[i]),
+                {k: v[i] for k, v in faces.values.items()},
+            )
         out.finish(faces.subsets, faces.attrs)
 
 
@@ -181,8 +213,12 @@ def read_faces(path: str | Path, with_images: bool = True) -> Faces:
         )
 
 
-def write_table(path: str | Path, table: dict[str, np.ndarray], attrs: dict[str, Any] | None = None,
-                images: tuple[tuple[int, ...], Iterable[np.ndarray]] | None = None) -> None:
+def write_table(
+    path: str | Path,
+    table: dict[str, np.ndarray],
+    attrs: dict[str, Any] | None = None,
+    images: tuple[tuple[int, ...], Iterable[np.ndarray]] | None = None,
+) -> None:
     """Write equal-length arrays as datasets of one HDF5 file, atomically. ``images`` (shape,
     blocks) adds a uint8 "images" dataset written block by block as the blocks are made, so it
     never needs to be in memory at once (masked.h5)."""
@@ -194,10 +230,12 @@ def write_table(path: str | Path, table: dict[str, np.ndarray], attrs: dict[str,
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         if images is not None:
             shape, blocks = images
-            out = f.create_dataset("images", shape=shape, dtype=np.uint8, chunks=(1, *shape[1:]) if shape[0] else None)
+            out = f.create_dataset(
+                "images", shape=shape, dtype=np.uint8, chunks=(1, *shape[1:]) if shape[0] else None
+            )
             start = 0
             for block in blocks:
-                out[start:start + len(block)] = block
+                out[start : start + len(block)] = block
                 start += len(block)
             if start != shape[0]:
                 raise ValueError(f"{path}: {start} images written, {shape[0]} expected")
@@ -216,8 +254,9 @@ def read_table(path: str | Path, lazy: tuple[str, ...] = ()) -> tuple[dict[str, 
         return table, _get_attrs(f)
 
 
-def write_groups(path: str | Path, groups: dict[str, dict[str, np.ndarray]],
-                 attrs: dict[str, Any] | None = None) -> None:
+def write_groups(
+    path: str | Path, groups: dict[str, dict[str, np.ndarray]], attrs: dict[str, Any] | None = None
+) -> None:
     """Write several tables (e.g. one per evaluated split) as HDF5 groups of one file, atomically;
     a group name may hold '/' ("splits/test")."""
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
@@ -243,3 +282,8 @@ def read_groups(path: str | Path) -> tuple[dict[str, dict[str, np.ndarray]], dic
     with h5py.File(path, "r") as f:
         f.visititems(visit)
         return groups, _get_attrs(f)
+
+
+def read_masked(path: str | Path) -> dict[str, Any]:
+    """masked.h5's columns, its images read on demand."""
+    return read_table(path, lazy=("images",))[0]

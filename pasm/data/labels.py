@@ -44,4 +44,6 @@ def contempt_target(option: str, dataset: str) -> int | None:
     try:
         return canonical_index(option)
     except (KeyError, AttributeError):
-        raise ValueError(f"{dataset} contempt option {option!r}: expected 'drop' or one of {list(CLASSES)}") from None
+        raise ValueError(
+            f"{dataset} contempt option {option!r}: expected 'drop' or one of {list(CLASSES)}"
+        ) from None

@@ -84,7 +84,7 @@ class H5Rows:
         out = np.empty((len(uniq), *self._file_shape[1:]), dtype=self.dtype)
         dset = self._dataset()
         for pos, row, n in runs(uniq):
-            dset.read_direct(out, np.s_[row:row + n], np.s_[pos:pos + n])
+            dset.read_direct(out, np.s_[row : row + n], np.s_[pos : pos + n])
         return out if np.array_equal(uniq, wanted) else out[inverse.reshape(-1)]
 
     def __getitem__(self, item: Any) -> np.ndarray:
@@ -106,5 +106,4 @@ class H5Rows:
     def blocks(self, size: int) -> Iterator[tuple[int, np.ndarray]]:
         """(start position, rows start:start+size) over the whole view, in order."""
         for start in range(0, len(self.rows), size):
-            yield start, self[start:start + size]
-
+            yield start, self[start : start + size]

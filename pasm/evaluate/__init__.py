@@ -1,1 +1,2 @@
-"""Evaluation: classification metrics, plots, the per-round report and point density, run summaries (imports pasm.data and pasm.nn)."""
+"""Evaluation: classification metrics, plots, the per-round report and point density, run summaries
+(imports pasm.data and pasm.nn)."""

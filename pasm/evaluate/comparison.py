@@ -26,15 +26,18 @@ def mean_class_accuracy(labels: np.ndarray, predicted: np.ndarray) -> float:
     return float(np.mean([(predicted[labels == c] == c).mean() for c in classes]))
 
 
-def load_correct(prediction_paths: Sequence[str | Path], methods: Sequence[str],
-                 seeds: Sequence[int]) -> dict[str, dict[str, Any]]:
+def load_correct(
+    prediction_paths: Sequence[str | Path], methods: Sequence[str], seeds: Sequence[int]
+) -> dict[str, dict[str, Any]]:
     """Per evaluated set: labels and, per method, the (seeds, faces) predictions and 0/1 correct flags.
 
     ``prediction_paths`` holds method 0's files for every seed, then method 1's, ...; every file
     must hold the same sets with the same faces (rows), or the comparison would not be paired.
     """
     if len(prediction_paths) != len(methods) * len(seeds):
-        raise ValueError(f"{len(prediction_paths)} prediction files for {len(methods)} methods x {len(seeds)} seeds")
+        raise ValueError(
+            f"{len(prediction_paths)} prediction files for {len(methods)} methods x {len(seeds)} seeds"
+        )
     files = [read_groups(p) for p in prediction_paths]
     loaded = [groups for groups, _ in files]
     first_path, first = prediction_paths[0], loaded[0]
@@ -65,8 +68,13 @@ def _sd(values: np.ndarray) -> float:
     return float(values.std(ddof=1)) if len(values) > 1 else float("nan")
 
 
-def comparison_rows(sets: dict[str, dict[str, Any]], methods: Sequence[str], references: Sequence[str],
-                    n_boot: int = 2000, seed: int = 0) -> list[dict[str, Any]]:
+def comparison_rows(
+    sets: dict[str, dict[str, Any]],
+    methods: Sequence[str],
+    references: Sequence[str],
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
     """One row per (set, method): n, seeds, accuracy and mean class accuracy (mean, sd over seeds)
     and, per reference, the paired difference, its 95% interval and the McNemar p-value."""
     rows = []
@@ -75,13 +83,26 @@ def comparison_rows(sets: dict[str, dict[str, Any]], methods: Sequence[str], ref
             correct = s["correct"][method]
             acc = correct.mean(axis=1)
             mca = np.array([mean_class_accuracy(s["labels"], p) for p in s["predicted"][method]])
-            row = {"set": set_name, "method": method, "n": int(correct.shape[1]), "seeds": int(correct.shape[0]),
-                   "accuracy_mean": float(acc.mean()), "accuracy_sd": _sd(acc),
-                   "mean_class_accuracy_mean": float(mca.mean()), "mean_class_accuracy_sd": _sd(mca)}
+            row = {
+                "set": set_name,
+                "method": method,
+                "n": int(correct.shape[1]),
+                "seeds": int(correct.shape[0]),
+                "accuracy_mean": float(acc.mean()),
+                "accuracy_sd": _sd(acc),
+                "mean_class_accuracy_mean": float(mca.mean()),
+                "mean_class_accuracy_sd": _sd(mca),
+            }
             for ref in references:
                 stats = compare(correct, s["correct"][ref], n_boot=n_boot, seed=seed)
-                row.update({f"vs_{ref}_difference": stats["difference"], f"vs_{ref}_ci_low": stats["ci_low"],
-                            f"vs_{ref}_ci_high": stats["ci_high"], f"vs_{ref}_p": stats["p_value"]})
+                row.update(
+                    {
+                        f"vs_{ref}_difference": stats["difference"],
+                        f"vs_{ref}_ci_low": stats["ci_low"],
+                        f"vs_{ref}_ci_high": stats["ci_high"],
+                        f"vs_{ref}_p": stats["p_value"],
+                    }
+                )
             rows.append(row)
     return rows
 
@@ -91,7 +112,7 @@ def _pct(v: float) -> str:
 
 
 def _mean_sd(mean: float, sd: float) -> str:
-    """"mean +- sd" in percent; the mean alone for one seed (no spread)."""
+    """ "mean +- sd" in percent; the mean alone for one seed (no spread)."""
     return _pct(mean) if np.isnan(sd) else f"{_pct(mean)} +- {_pct(sd)}"
 
 
@@ -101,37 +122,61 @@ def _diff(row: dict[str, Any], ref: str) -> str:
     return f"{100 * d:+.2f} [{100 * lo:+.2f}, {100 * hi:+.2f}]{verdict}"
 
 
-def markdown(rows: list[dict[str, Any]], references: Sequence[str], seeds: Sequence[int], dataset: str,
-             n_boot: int) -> str:
+def markdown(
+    rows: list[dict[str, Any]], references: Sequence[str], seeds: Sequence[int], dataset: str, n_boot: int
+) -> str:
     """The table as markdown, one section per evaluated set, with what the statistics mean."""
-    lines = [f"# {dataset}: methods compared over seeds {list(seeds)}", "",
-             "Accuracy and mean class accuracy (%): mean +- standard deviation over seeds. "
-             f"Difference to a reference (points): mean over seeds, with a 95% paired bootstrap interval "
-             f"({n_boot} resamples of the test faces, one draw shared by all seeds, and of the seeds, both with "
-             "replacement); p: exact McNemar test on the discordant faces pooled over seeds. An interval that "
-             "contains 0 is no difference; 'better'/'worse' mark intervals that exclude it.", ""]
+    lines = [
+        f"# {dataset}: methods compared over seeds {list(seeds)}",
+        "",
+        "Accuracy and mean class accuracy (%): mean +- standard deviation over seeds. "
+        f"Difference to a reference (points): mean over seeds, with a 95% paired bootstrap interval "
+        f"({n_boot} resamples of the test faces, one draw shared by all seeds, and of the seeds, both with "
+        "replacement); p: exact McNemar test on the discordant faces pooled over seeds. An interval that "
+        "contains 0 is no difference; 'better'/'worse' mark intervals that exclude it.",
+        "",
+    ]
     for set_name in dict.fromkeys(r["set"] for r in rows):
         part = [r for r in rows if r["set"] == set_name]
         head = ["method", "accuracy", "mean class acc."]
         for ref in references:
             head += [f"vs {ref}", "p"]
         n_seeds = part[0]["seeds"]
-        lines += [f"## {set_name} (n={part[0]['n']}, {n_seeds} seed{'s' if n_seeds > 1 else ''})", "",
-                  "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+        lines += [
+            f"## {set_name} (n={part[0]['n']}, {n_seeds} seed{'s' if n_seeds > 1 else ''})",
+            "",
+            "| " + " | ".join(head) + " |",
+            "|" + " --- |" * len(head),
+        ]
         for r in part:
-            cells = [r["method"], _mean_sd(r["accuracy_mean"], r["accuracy_sd"]),
-                     _mean_sd(r["mean_class_accuracy_mean"], r["mean_class_accuracy_sd"])]
+            cells = [
+                r["method"],
+                _mean_sd(r["accuracy_mean"], r["accuracy_sd"]),
+                _mean_sd(r["mean_class_accuracy_mean"], r["mean_class_accuracy_sd"]),
+            ]
             for ref in references:
-                cells += ["" if r["method"] == ref else _diff(r, ref),
-                          "" if r["method"] == ref else f"{r[f'vs_{ref}_p']:.3g}"]
+                cells += [
+                    "" if r["method"] == ref else _diff(r, ref),
+                    "" if r["method"] == ref else f"{r[f'vs_{ref}_p']:.3g}",
+                ]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
 
 
-def write_comparison(*, prediction_paths: Sequence[str | Path], methods: Sequence[str], seeds: Sequence[int],
-                     references: Sequence[str], main_split: str, dataset: str, out_md: str | Path,
-                     out_csv: str | Path, out_png: str | Path, n_boot: int = 2000) -> list[dict[str, Any]]:
+def write_comparison(
+    *,
+    prediction_paths: Sequence[str | Path],
+    methods: Sequence[str],
+    seeds: Sequence[int],
+    references: Sequence[str],
+    main_split: str,
+    dataset: str,
+    out_md: str | Path,
+    out_csv: str | Path,
+    out_png: str | Path,
+    n_boot: int = 2000,
+) -> list[dict[str, Any]]:
     """Build the comparison table of ``methods`` (their predictions.h5 files, method-major) and write
     it as markdown, CSV (one row per set and method) and a plot of ``main_split``."""
     references = [r for r in references if r in methods]
@@ -147,10 +192,16 @@ def write_comparison(*, prediction_paths: Sequence[str | Path], methods: Sequenc
     main = f"splits/{main_split}"
     part = [r for r in rows if r["set"] == main]
     ref = references[0] if references else methods[0]
-    comparison_plot([r["method"] for r in part], [r["accuracy_mean"] for r in part],
-                    [np.nan_to_num(r["accuracy_sd"]) for r in part],  # one seed: no error bar
-                    [r.get(f"vs_{ref}_difference", 0.0) for r in part], [r.get(f"vs_{ref}_ci_low", 0.0) for r in part],
-                    [r.get(f"vs_{ref}_ci_high", 0.0) for r in part], ref, out_png,
-                    title=f"{dataset}, {main}: {len(seeds)} seed{'s' if len(seeds) > 1 else ''}")
+    comparison_plot(
+        [r["method"] for r in part],
+        [r["accuracy_mean"] for r in part],
+        [np.nan_to_num(r["accuracy_sd"]) for r in part],  # one seed: no error bar
+        [r.get(f"vs_{ref}_difference", 0.0) for r in part],
+        [r.get(f"vs_{ref}_ci_low", 0.0) for r in part],
+        [r.get(f"vs_{ref}_ci_high", 0.0) for r in part],
+        ref,
+        out_png,
+        title=f"{dataset}, {main}: {len(seeds)} seed{'s' if len(seeds) > 1 else ''}",
+    )
     log.info("%s", text)
     return rows

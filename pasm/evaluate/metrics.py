@@ -7,7 +7,6 @@ from typing import Any, Sequence
 import numpy as np
 
 
-
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
     """Counts C[i, j] of samples of true class i predicted as class j."""
     y_true = np.asarray(y_true, dtype=np.int64)
@@ -70,8 +69,13 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequ
         "macro_f1": _mean(scores["f1"]),
         "per_class_accuracy": dict(zip(classes, scores["recall"])),
         "per_class": {
-            name: {"precision": scores["precision"][i], "recall": scores["recall"][i], "f1": scores["f1"][i],
-                   "support": int(support[i]), "predicted": int(predicted[i])}
+            name: {
+                "precision": scores["precision"][i],
+                "recall": scores["recall"][i],
+                "f1": scores["f1"][i],
+                "support": int(support[i]),
+                "predicted": int(predicted[i]),
+            }
             for i, name in enumerate(classes)
         },
         "support": {name: int(support[i]) for i, name in enumerate(classes)},

@@ -27,8 +27,9 @@ def _check(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
-def bootstrap_difference(correct_a: np.ndarray, correct_b: np.ndarray, *, n_boot: int = 2000,
-                         level: float = 0.95, seed: int = 0) -> dict[str, float]:
+def bootstrap_difference(
+    correct_a: np.ndarray, correct_b: np.ndarray, *, n_boot: int = 2000, level: float = 0.95, seed: int = 0
+) -> dict[str, float]:
     """Accuracy of a minus accuracy of b (mean over seeds) and its paired bootstrap interval."""
     a, b = _check(correct_a, correct_b)
     diff = a - b  # (seeds, faces)
@@ -40,11 +41,16 @@ def bootstrap_difference(correct_a: np.ndarray, correct_b: np.ndarray, *, n_boot
         weights = rng.multinomial(n_faces, np.full(n_faces, 1.0 / n_faces), size=k)  # (k, faces)
         per_seed = weights @ diff.T / n_faces  # (k, seeds): each seed's difference on the drawn faces
         drawn = rng.integers(0, n_seeds, size=(k, n_seeds))
-        stats[start:start + k] = np.take_along_axis(per_seed, drawn, axis=1).mean(axis=1)
+        stats[start : start + k] = np.take_along_axis(per_seed, drawn, axis=1).mean(axis=1)
     tail = 100 * (1 - level) / 2
     low, high = np.percentile(stats, [tail, 100 - tail])
-    return {"difference": float(diff.mean()), "ci_low": float(low), "ci_high": float(high), "level": level,
-            "n_boot": n_boot}
+    return {
+        "difference": float(diff.mean()),
+        "ci_low": float(low),
+        "ci_high": float(high),
+        "level": level,
+        "n_boot": n_boot,
+    }
 
 
 def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> dict[str, float]:

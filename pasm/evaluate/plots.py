@@ -1,4 +1,5 @@
-"""Pictures a person would rather see than read: masked samples, confusion matrices, accuracy per round, point densities."""
+"""Pictures a person would rather see than read: masked samples, confusion matrices, accuracy per
+round, point densities."""
 
 from __future__ import annotations
 
@@ -21,15 +22,25 @@ def _save(fig: plt.Figure, path: str | Path) -> None:
 
 
 def masked_grid(
-    clean: np.ndarray, masked: np.ndarray, labels: np.ndarray, x: np.ndarray, y: np.ndarray,
-    classes: Sequence[str], path: str | Path, per_class: int = 4, title: str = "",
+    clean: np.ndarray,
+    masked: np.ndarray,
+    labels: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    classes: Sequence[str],
+    path: str | Path,
+    per_class: int = 4,
+    title: str = "",
 ) -> None:
-    """Grid like the paper's Fig. 3: one row per class, each clean image beside its masked copy (point in red)."""
+    """Grid like the paper's Fig. 3: one row per class, each clean image beside its masked copy (point
+    in red)."""
     picks = [np.flatnonzero(labels == c)[:per_class] for c in range(len(classes))]
     rows = [(c, p) for c, p in enumerate(picks) if len(p)]
     if not rows:
         raise ValueError("no images to show")
-    fig, axes = plt.subplots(len(rows), 2 * per_class, figsize=(1.0 * 2 * per_class, 1.05 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(rows), 2 * per_class, figsize=(1.0 * 2 * per_class, 1.05 * len(rows)), squeeze=False
+    )
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
@@ -62,12 +73,26 @@ def confusion_plot(cm: np.ndarray, classes: Sequence[str], path: str | Path, tit
     ax.imshow(np.where(support > 0, norm, np.nan), cmap="Blues", vmin=0, vmax=1)
     for i in range(len(classes)):
         if not support[i, 0]:
-            ax.text(len(classes) / 2 - 0.5, i, "no samples of this class", ha="center", va="center", fontsize=7,
-                    color="grey")
+            ax.text(
+                len(classes) / 2 - 0.5,
+                i,
+                "no samples of this class",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="grey",
+            )
             continue
         for j in range(len(classes)):
-            ax.text(j, i, f"{norm[i, j]:.2f}\n({cm[i, j]})", ha="center", va="center", fontsize=6.5,
-                    color="white" if norm[i, j] > 0.5 else "black")
+            ax.text(
+                j,
+                i,
+                f"{norm[i, j]:.2f}\n({cm[i, j]})",
+                ha="center",
+                va="center",
+                fontsize=6.5,
+                color="white" if norm[i, j] > 0.5 else "black",
+            )
     ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(len(classes)), [f"{c} ({n})" for c, n in zip(classes, support[:, 0])], fontsize=8)
     ax.set_xlabel("predicted")
@@ -77,7 +102,10 @@ def confusion_plot(cm: np.ndarray, classes: Sequence[str], path: str | Path, tit
 
 
 def accuracy_plot(
-    rounds: Sequence[int], series: dict[str, Sequence[float | None]], path: str | Path, title: str = "",
+    rounds: Sequence[int],
+    series: dict[str, Sequence[float | None]],
+    path: str | Path,
+    title: str = "",
 ) -> None:
     """Accuracy (percent) of every split against the round (the paper's Fig. 6); None values are gaps."""
     fig, ax = plt.subplots(figsize=(5.6, 3.6))
@@ -86,8 +114,15 @@ def accuracy_plot(
         line = ax.plot(rounds, acc, marker="o", label=name)[0]
         for r, a in zip(rounds, acc):  # alternate series label above and below, so close lines stay readable
             if np.isfinite(a):
-                ax.annotate(f"{a:.1f}", (r, a), textcoords="offset points", xytext=(0, 5 if k % 2 == 0 else -10),
-                            ha="center", fontsize=6, color=line.get_color())
+                ax.annotate(
+                    f"{a:.1f}",
+                    (r, a),
+                    textcoords="offset points",
+                    xytext=(0, 5 if k % 2 == 0 else -10),
+                    ha="center",
+                    fontsize=6,
+                    color=line.get_color(),
+                )
     ax.set_xticks(list(rounds))
     ax.set_xlabel("round (0 = pretrained)")
     ax.set_ylabel("accuracy (%)")
@@ -98,8 +133,13 @@ def accuracy_plot(
 
 
 def density_grid(
-    face: np.ndarray, densities: np.ndarray, names: Sequence[str], counts: Sequence[int], path: str | Path,
-    title: str = "", cols: int = 4,
+    face: np.ndarray,
+    densities: np.ndarray,
+    names: Sequence[str],
+    counts: Sequence[int],
+    path: str | Path,
+    title: str = "",
+    cols: int = 4,
 ) -> None:
     """One panel per density: the grey face with the density as a heat map (opacity grows with density).
 
@@ -114,7 +154,9 @@ def density_grid(
     for ax in axes.ravel():
         ax.axis("off")
     for ax, dens, name, n in zip(axes.ravel(), densities, names, counts):
-        ax.imshow(face, cmap="gray", vmin=-0.3, vmax=1.4, interpolation="bilinear")  # muted, so the heat stands out
+        ax.imshow(
+            face, cmap="gray", vmin=-0.3, vmax=1.4, interpolation="bilinear"
+        )  # muted, so the heat stands out
         if n:
             level = dens / dens.max()
             rgba = heat(0.25 + 0.55 * level)  # purple to orange: neither black (reads as shadow) nor white
@@ -126,9 +168,17 @@ def density_grid(
     _save(fig, path)
 
 
-def comparison_plot(methods: Sequence[str], acc_mean: Sequence[float], acc_sd: Sequence[float],
-                    diff: Sequence[float], ci_low: Sequence[float], ci_high: Sequence[float], reference: str,
-                    path: str | Path, title: str = "") -> None:
+def comparison_plot(
+    methods: Sequence[str],
+    acc_mean: Sequence[float],
+    acc_sd: Sequence[float],
+    diff: Sequence[float],
+    ci_low: Sequence[float],
+    ci_high: Sequence[float],
+    reference: str,
+    path: str | Path,
+    title: str = "",
+) -> None:
     """Two panels: accuracy (mean and standard deviation over seeds) per method, and each method's
     paired difference against the reference with its 95% interval (a bar crossing 0: no difference)."""
     y = np.arange(len(methods))[::-1]

@@ -33,17 +33,27 @@ def smoothed_density(x: np.ndarray, y: np.ndarray, height: int, width: int, sigm
 
 
 def class_densities(
-    x: np.ndarray, y: np.ndarray, labels: np.ndarray, num_classes: int, height: int, width: int, sigma: float,
+    x: np.ndarray,
+    y: np.ndarray,
+    labels: np.ndarray,
+    num_classes: int,
+    height: int,
+    width: int,
+    sigma: float,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Densities (num_classes + 1, height, width): one per class, then all points; and the point count of each."""
+    """Densities (num_classes + 1, height, width): one per class, then all points; and the point count
+    of each."""
     labels = np.asarray(labels)
     groups = [labels == c for c in range(num_classes)] + [np.ones(len(labels), dtype=bool)]
-    dens = np.stack([smoothed_density(np.asarray(x)[g], np.asarray(y)[g], height, width, sigma) for g in groups])
+    dens = np.stack(
+        [smoothed_density(np.asarray(x)[g], np.asarray(y)[g], height, width, sigma) for g in groups]
+    )
     return dens, np.array([int(g.sum()) for g in groups])
 
 
 def mean_grey_face(images: np.ndarray, rows: np.ndarray | None = None, chunk: int = 1024) -> np.ndarray:
-    """Mean luminance (H, W) in [0, 1] of uint8 (N, H, W, 3) faces (only `rows` if given): the densities' backdrop."""
+    """Mean luminance (H, W) in [0, 1] of uint8 (N, H, W, 3) faces (only `rows` if given): the
+    densities' backdrop."""
     rows = np.arange(len(images)) if rows is None else np.asarray(rows)
     if len(rows) == 0:
         raise ValueError("no faces to average")

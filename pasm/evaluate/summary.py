@@ -1,31 +1,33 @@
-"""Per-round accuracy table of a run, read from its metrics files."""
+"""Per-round accuracy table of a run, read from the metrics files it is given."""
 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
+from typing import Sequence
 
 
-def collect(ds_dir: str | Path) -> list[dict]:
-    """One row per (round, split, subset or cross target) with accuracy, mean class accuracy and n."""
+def collect(paths: Sequence[str | Path]) -> list[dict]:
+    """One row per (round, split, subset or cross target) with accuracy, mean class accuracy and n,
+    from rounds' metrics.json and cross-data-set results (told apart by their ``target`` key)."""
     rows = []
-    ds_dir = Path(ds_dir)
-    rounds = sorted(
-        (int(m.group(1)), p) for p in ds_dir.glob("round*") if (m := re.fullmatch(r"round(\d+)", p.name))
-    )
-    for r, path in rounds:
-        metrics = path / "metrics.json"
-        if metrics.exists():
-            data = json.loads(metrics.read_text())
-            for split, m in [*data["splits"].items(), *data.get("subsets", {}).items()]:
-                rows.append({"round": r, "split": split, "accuracy": m["accuracy"],
-                             "mean_class_accuracy": m["mean_class_accuracy"], "n": m["n"]})
-        for cross in sorted(path.glob("cross/*/metrics.json")):
-            m = json.loads(cross.read_text())["all"]
-            rows.append({"round": r, "split": f"cross:{cross.parent.name}", "accuracy": m["accuracy"],
-                         "mean_class_accuracy": m["mean_class_accuracy"], "n": m["n"]})
-    return rows
+    for path in paths:
+        data = json.loads(Path(path).read_text())
+        if "target" in data:
+            named = [(f"cross:{data['target']}", data["all"])]
+        else:
+            named = [*data["splits"].items(), *data.get("subsets", {}).items()]
+        for split, m in named:
+            rows.append(
+                {
+                    "round": int(data["round"]),
+                    "split": split,
+                    "accuracy": m["accuracy"],
+                    "mean_class_accuracy": m["mean_class_accuracy"],
+                    "n": m["n"],
+                }
+            )
+    return sorted(rows, key=lambda row: row["round"])  # stable: each round's sets in the order given
 
 
 def format_table(rows: list[dict]) -> str:

@@ -49,8 +49,9 @@ class _Autocast(nn.Module):
             return self.net(x)
 
 
-def inference_model(model: torch.nn.Module, device: str | torch.device = "cpu",
-                    precision: str = "auto") -> torch.nn.Module:
+def inference_model(
+    model: torch.nn.Module, device: str | torch.device = "cpu", precision: str = "auto"
+) -> torch.nn.Module:
     """An eval-mode copy of ``model`` on ``device`` with every convolution+batch-norm pair folded
     into one convolution and channels_last weights, its forward at ``precision`` (PRECISIONS);
     the caller's model is left untouched.
@@ -71,7 +72,8 @@ def inference_model(model: torch.nn.Module, device: str | torch.device = "cpu",
 
 
 def resolve_device(name: str) -> str:
-    """Map a device setting ('auto', 'cpu', 'cuda') to a torch device string; 'cuda' without a GPU is an error."""
+    """Map a device setting ('auto', 'cpu', 'cuda') to a torch device string; 'cuda' without a GPU is an
+    error."""
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():

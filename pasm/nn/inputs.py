@@ -1,4 +1,5 @@
-"""The network input: uint8 pixels normalised to float tensors, the same for training, search and inference."""
+"""The network input: uint8 pixels normalised to float tensors, the same for training, search and
+inference."""
 
 from __future__ import annotations
 

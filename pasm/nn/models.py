@@ -39,7 +39,8 @@ class _Block(nn.Module):
 
 
 class CompactResNet(nn.Module):
-    """A small ResNet for 48-96 px faces: a stem, then four basic blocks (w, 2w, 4w, 8w), each after a 2x max-pool.
+    """A small ResNet for 48-96 px faces: a stem, then four basic blocks (w, 2w, 4w, 8w), each after a
+    2x max-pool.
 
     Max-pooling (not strided convolutions) keeps thin features such as brows and lip lines that
     a 2x subsampling would skip at these resolutions.
@@ -48,11 +49,17 @@ class CompactResNet(nn.Module):
     def __init__(self, num_classes: int = 7, width: int = 32) -> None:
         super().__init__()
         w = width
-        self.stem = nn.Sequential(nn.Conv2d(3, w, 3, 1, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, w, 3, 1, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True)
+        )
         self.blocks = nn.Sequential(
-            nn.MaxPool2d(2), _Block(w, w, 1), nn.MaxPool2d(2),
-            _Block(w, 2 * w, 1), nn.MaxPool2d(2),
-            _Block(2 * w, 4 * w, 1), nn.MaxPool2d(2),
+            nn.MaxPool2d(2),
+            _Block(w, w, 1),
+            nn.MaxPool2d(2),
+            _Block(w, 2 * w, 1),
+            nn.MaxPool2d(2),
+            _Block(2 * w, 4 * w, 1),
+            nn.MaxPool2d(2),
             _Block(4 * w, 8 * w, 1),
         )
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -88,8 +95,13 @@ def _reset_classifier(model: nn.Module, arch: str, num_classes: int) -> None:
         model.fc = nn.Linear(model.fc.in_features, num_classes)
 
 
-def build_model(arch: str, num_classes: int = 7, width: int = 32, pretrained: str = "none",
-                weights_file: str | Path | None = None) -> nn.Module:
+def build_model(
+    arch: str,
+    num_classes: int = 7,
+    width: int = 32,
+    pretrained: str = "none",
+    weights_file: str | Path | None = None,
+) -> nn.Module:
     """Construct a num_classes-way network: random weights, or (``pretrained="imagenet"``)
     torchvision's ImageNet weights read from ``weights_file`` or the torch hub cache, classifier reset.
 
@@ -102,7 +114,8 @@ def build_model(arch: str, num_classes: int = 7, width: int = 32, pretrained: st
         if pretrained != "none":
             raise ValueError("the compact CNN has no ImageNet weights; use pretrained: none")
         return CompactResNet(num_classes, width)
-    import torchvision  # imported here: it costs seconds at start-up (torch._dynamo) and most jobs never need it
+    # imported here: it costs seconds at start-up (torch._dynamo) and most jobs never need it
+    import torchvision
 
     if arch not in _IMAGENET_WEIGHTS:
         raise ValueError(f"unknown model arch {arch!r}; choose compact, resnet18, resnet34 or vgg16")
@@ -139,7 +152,8 @@ REQUIRED_META = ("arch", "width", "classes", "image_size", "mean", "std")
 
 
 class NotAModelFile(ValueError):
-    """A file given as a model is not a (complete) pasm model file; the message names it and says what it is."""
+    """A file given as a model is not a (complete) pasm model file; the message names it and says what
+    it is."""
 
 
 def save_model(path: str | Path, model: nn.Module, meta: dict[str, Any]) -> None:
@@ -157,7 +171,10 @@ SIGNATURES = (
     (b"\x89PNG", "a PNG image"),
     (b"\xff\xd8\xff", "a JPEG image"),
     (b"PK\x03\x04", "a damaged or truncated zip archive"),  # a zip that zipfile cannot open
-    ((b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05"), "a pickle, e.g. a PyTorch file of before version 1.6"),
+    (
+        (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05"),
+        "a pickle, e.g. a PyTorch file of before version 1.6",
+    ),
 )
 """Leading bytes of the files most often given by mistake, and what to call them."""
 
@@ -191,9 +208,13 @@ def _load_weights_only(path: Path) -> tuple[Any, str | None]:
     """torch.load without running code: (contents, None), or (None, what the file is) when it fails."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True), None
-    except pickle.UnpicklingError:  # not repeated: torch's message advises weights_only=False, i.e. running its code
-        return None, ("a PyTorch file holding objects other than tensors and plain values; "
-                      "not loaded, as that could run code")
+    except (
+        pickle.UnpicklingError
+    ):  # not repeated: torch's message advises weights_only=False, i.e. running its code
+        return None, (
+            "a PyTorch file holding objects other than tensors and plain values; "
+            "not loaded, as that could run code"
+        )
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return None, f"a damaged PyTorch file: {first}"
@@ -206,8 +227,10 @@ def _layout_problem(blob: Any) -> str | None:
     if not {"format", "meta", "state_dict"} <= set(blob):
         keys = sorted(map(str, blob))
         shown = ", ".join(keys[:4]) + (", ..." if len(keys) > 4 else "")
-        return (f"a PyTorch file without pasm's format, meta and state_dict keys, e.g. ImageNet weights or a "
-                f"bare state_dict; it holds {shown or 'nothing'}")
+        return (
+            f"a PyTorch file without pasm's format, meta and state_dict keys, e.g. ImageNet weights or a "
+            f"bare state_dict; it holds {shown or 'nothing'}"
+        )
     if blob["format"] != MODEL_FORMAT:
         return f"pasm model format {blob['format']!r}, this pasm reads format {MODEL_FORMAT}"
     return None
@@ -230,8 +253,10 @@ def read_model_file(path: str | Path) -> dict[str, Any]:
     meta = blob["meta"] if isinstance(blob["meta"], dict) else {}
     missing = [key for key in REQUIRED_META if key not in meta]
     if missing:
-        raise NotAModelFile(f"{path} is not a complete pasm model file (its meta lacks "
-                            f"{', '.join(map(repr, missing))}; every model file holds {', '.join(REQUIRED_META)})")
+        raise NotAModelFile(
+            f"{path} is not a complete pasm model file (its meta lacks "
+            f"{', '.join(map(repr, missing))}; every model file holds {', '.join(REQUIRED_META)})"
+        )
     return blob
 
 
@@ -247,5 +272,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
         model.load_state_dict(blob["state_dict"])
     except (RuntimeError, ValueError, TypeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise NotAModelFile(f"{path} is not a pasm model file (its weights do not fit its meta: {first})") from None
+        raise NotAModelFile(
+            f"{path} is not a pasm model file (its weights do not fit its meta: {first})"
+        ) from None
     return model.to(device).eval(), meta

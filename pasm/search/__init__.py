@@ -30,18 +30,36 @@ from pasm.search.de import de_search
 from pasm.search.params import STRATEGY_NAMES, SearchParams, check_strategy, default_batch_size
 from pasm.search.seeded import seeded_search
 
-__all__ = ["STRATEGIES", "SearchParams", "default_batch_size", "search_points"]
+__all__ = ["STRATEGIES", "SearchParams", "default_batch_size", "find_points"]
 
 STRATEGIES: MappingProxyType[str, Callable[..., dict[str, np.ndarray]]] = MappingProxyType(
-    {"de": de_search, "seeded": seeded_search})
+    {"de": de_search, "seeded": seeded_search}
+)
 assert tuple(STRATEGIES) == STRATEGY_NAMES
 
 
-def search_points(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, *,
-                  mean: Sequence[float], std: Sequence[float], params: SearchParams,
-                  device: str | torch.device = "cpu", progress: bool = True,
-                  indices: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def find_points(
+    model: torch.nn.Module,
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    mean: Sequence[float],
+    std: Sequence[float],
+    params: SearchParams,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    indices: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
     """Each image's most sensitive pixel by the strategy ``params.strategy`` (see STRATEGIES)."""
     check_strategy(params.strategy)
-    return STRATEGIES[params.strategy](model, images, labels, mean=mean, std=std, params=params,
-                                       device=device, progress=progress, indices=indices)
+    return STRATEGIES[params.strategy](
+        model,
+        images,
+        labels,
+        mean=mean,
+        std=std,
+        params=params,
+        device=device,
+        progress=progress,
+        indices=indices,
+    )

@@ -28,9 +28,14 @@ def _normalise(u8: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch
     return (u8.float() / 255.0 - mean) / std
 
 
-def build_perturbed(clean: torch.Tensor, uniq_idx: torch.Tensor, row_idx: torch.Tensor,
-                    cand: torch.Tensor | None, mean: torch.Tensor,
-                    std: torch.Tensor) -> torch.Tensor:
+def build_perturbed(
+    clean: torch.Tensor,
+    uniq_idx: torch.Tensor,
+    row_idx: torch.Tensor,
+    cand: torch.Tensor | None,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+) -> torch.Tensor:
     """Normalised (B, 3, H, W) batch whose row k is clean image ``clean[uniq_idx[row_idx[k]]]``
     (uint8 N,3,H,W) with pixel (x, y) set to rgb from ``cand[k]`` (B, 5 int64; None: clean).
     Each distinct image is normalised once, replicated by a gather, then all pixels are written
@@ -62,17 +67,25 @@ def forward(model: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
     return model(batch.contiguous(memory_format=torch.channels_last)).float()
 
 
-def _true_prob(model: torch.nn.Module, batch: torch.Tensor,
-               labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _true_prob(
+    model: torch.nn.Module, batch: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """True-class softmax probability and "prediction != label" for one forward pass."""
     logits = forward(model, batch)
     prob = logits.softmax(dim=1).gather(1, labels[:, None])[:, 0]
     return prob, logits.argmax(dim=1) != labels
 
 
-def evaluate_candidates(model: torch.nn.Module, clean: torch.Tensor, labels: torch.Tensor,
-                        img_idx: np.ndarray, cand: np.ndarray | None, mean: torch.Tensor,
-                        std: torch.Tensor, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+def evaluate_candidates(
+    model: torch.nn.Module,
+    clean: torch.Tensor,
+    labels: torch.Tensor,
+    img_idx: np.ndarray,
+    cand: np.ndarray | None,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    batch_size: int,
+) -> tuple[np.ndarray, np.ndarray]:
     """True-class probabilities (float32) and flip flags (bool) of rows (img_idx[k], cand[k]),
     in forward chunks of ``batch_size`` rows; ``cand=None`` evaluates the clean images."""
     img_idx = np.ascontiguousarray(img_idx, dtype=np.int64)
@@ -90,16 +103,22 @@ def evaluate_candidates(model: torch.nn.Module, clean: torch.Tensor, labels: tor
     flips = torch.empty(len(img_idx), dtype=torch.bool, device=device)
     for s in range(0, len(img_idx), batch_size):
         e = min(s + batch_size, len(img_idx))
-        uniq = run_images_t[int(run_of_row[s]):int(run_of_row[e - 1]) + 1]
-        batch = build_perturbed(clean, uniq, local_t[s:e], None if cand_t is None else cand_t[s:e],
-                                mean, std)
+        uniq = run_images_t[int(run_of_row[s]) : int(run_of_row[e - 1]) + 1]
+        batch = build_perturbed(clean, uniq, local_t[s:e], None if cand_t is None else cand_t[s:e], mean, std)
         probs[s:e], flips[s:e] = _true_prob(model, batch, labels_t[s:e])
         del batch
     return probs.cpu().numpy(), flips.cpu().numpy()
 
 
-def _update_best(rows: np.ndarray, pop: np.ndarray, fit: np.ndarray, flip: np.ndarray,
-                 best: np.ndarray, best_p: np.ndarray, best_f: np.ndarray) -> None:
+def _update_best(
+    rows: np.ndarray,
+    pop: np.ndarray,
+    fit: np.ndarray,
+    flip: np.ndarray,
+    best: np.ndarray,
+    best_p: np.ndarray,
+    best_f: np.ndarray,
+) -> None:
     """Keep each image's best-so-far candidate (strictly lower true-class probability wins)."""
     j = fit.argmin(axis=1)
     a = np.arange(len(rows))
@@ -122,8 +141,12 @@ class Best:
     @classmethod
     def empty(cls, n: int) -> "Best":
         """No candidate yet (probability +inf), no queries."""
-        return cls(np.zeros((n, NDIM), dtype=np.int16), np.full(n, np.inf, dtype=np.float32),
-                   np.zeros(n, dtype=bool), np.zeros(n, dtype=np.int32))
+        return cls(
+            np.zeros((n, NDIM), dtype=np.int16),
+            np.full(n, np.inf, dtype=np.float32),
+            np.zeros(n, dtype=bool),
+            np.zeros(n, dtype=np.int32),
+        )
 
     def update(self, rows: np.ndarray, pop: np.ndarray, fit: np.ndarray, flip: np.ndarray) -> None:
         """Fold an evaluated (len(rows), P) population into the best-so-far candidates."""
@@ -135,7 +158,7 @@ class Problem:
     """The search inputs on the device plus the forward batch size; evaluates candidate rows."""
 
     model: torch.nn.Module
-    clean: torch.Tensor   # uint8 (N, 3, H, W), never written to
+    clean: torch.Tensor  # uint8 (N, 3, H, W), never written to
     labels: torch.Tensor  # int64 (N,)
     mean: torch.Tensor
     std: torch.Tensor
@@ -143,12 +166,14 @@ class Problem:
 
     def evaluate(self, rows: np.ndarray, cand: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """True-class probabilities and flip flags of rows (image rows[k], candidate cand[k])."""
-        return evaluate_candidates(self.model, self.clean, self.labels, rows, cand, self.mean,
-                                   self.std, self.batch_size)
+        return evaluate_candidates(
+            self.model, self.clean, self.labels, rows, cand, self.mean, self.std, self.batch_size
+        )
 
 
-def check_inputs(images: np.ndarray, labels: np.ndarray, indices: np.ndarray | None,
-                  params: SearchParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def check_inputs(
+    images: np.ndarray, labels: np.ndarray, indices: np.ndarray | None, params: SearchParams
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Validate the arrays shared by all strategies; returns (images, labels, global indices)."""
     images = np.asarray(images)
     labels = np.asarray(labels)
@@ -165,8 +190,15 @@ def check_inputs(images: np.ndarray, labels: np.ndarray, indices: np.ndarray | N
     return images, labels, indices
 
 
-def make_problem(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, mean: Sequence[float],
-             std: Sequence[float], device: torch.device, batch_size: int) -> Problem:
+def make_problem(
+    model: torch.nn.Module,
+    images: np.ndarray,
+    labels: np.ndarray,
+    mean: Sequence[float],
+    std: Sequence[float],
+    device: torch.device,
+    batch_size: int,
+) -> Problem:
     """Copy images (uint8, N x H x W x 3), labels and normalisation constants to the device."""
     src = np.ascontiguousarray(images)
     src_t = torch.from_numpy(src) if src.flags.writeable else torch.tensor(src)

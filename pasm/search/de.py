@@ -73,8 +73,14 @@ def mutate(pop: np.ndarray, u: np.ndarray, scale_f: float, height: int, width: i
     return trial.astype(np.int16)
 
 
-def _select(pop: np.ndarray, fit: np.ndarray, flip: np.ndarray, trial: np.ndarray,
-            p_trial: np.ndarray, f_trial: np.ndarray) -> None:
+def _select(
+    pop: np.ndarray,
+    fit: np.ndarray,
+    flip: np.ndarray,
+    trial: np.ndarray,
+    p_trial: np.ndarray,
+    f_trial: np.ndarray,
+) -> None:
     """DE selection in place: a trial replaces its parent when its true-class probability is lower."""
     better = p_trial < fit
     pop[better] = trial[better]
@@ -82,9 +88,22 @@ def _select(pop: np.ndarray, fit: np.ndarray, flip: np.ndarray, trial: np.ndarra
     flip[better] = f_trial[better]
 
 
-def evolve(prob: Problem, keys: np.ndarray, active: np.ndarray, pop: np.ndarray, fit: np.ndarray,
-            flip: np.ndarray, clean_correct: np.ndarray, best: Best, *, gens: int, scale_f: float,
-            stream: int, progress: bool, desc: str) -> None:
+def evolve(
+    prob: Problem,
+    keys: np.ndarray,
+    active: np.ndarray,
+    pop: np.ndarray,
+    fit: np.ndarray,
+    flip: np.ndarray,
+    clean_correct: np.ndarray,
+    best: Best,
+    *,
+    gens: int,
+    scale_f: float,
+    stream: int,
+    progress: bool,
+    desc: str,
+) -> None:
     """DE/rand/1 generations 1..gens on (len(active), P, 5) populations, in place on ``best``.
     Before each generation, images with a correct clean prediction and a flipping best candidate
     stop; generation g draws random stream ``stream + g`` of each image's key."""
@@ -109,10 +128,18 @@ def evolve(prob: Problem, keys: np.ndarray, active: np.ndarray, pop: np.ndarray,
         bar.close()
 
 
-def de_search(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, *,
-              mean: Sequence[float], std: Sequence[float], params: SearchParams,
-              device: str | torch.device = "cpu", progress: bool = True,
-              indices: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def de_search(
+    model: torch.nn.Module,
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    mean: Sequence[float],
+    std: Sequence[float],
+    params: SearchParams,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    indices: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
     """Su et al.'s non-targeted one-pixel DE (``population`` x ``generations``) on every image.
 
     images: uint8 (N, H, W, 3); labels: int (N,); the model (already on ``device``) maps the
@@ -146,6 +173,19 @@ def de_search(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, *,
         fit, flip = p.reshape(n, pop_size), f.reshape(n, pop_size)
         best.queries += pop_size
         best.update(everyone, pop, fit, flip)
-        evolve(prob, keys, everyone, pop, fit, flip, clean_correct, best, gens=gens,
-               scale_f=params.scale_f, stream=0, progress=progress, desc="point search")
+        evolve(
+            prob,
+            keys,
+            everyone,
+            pop,
+            fit,
+            flip,
+            clean_correct,
+            best,
+            gens=gens,
+            scale_f=params.scale_f,
+            stream=0,
+            progress=progress,
+            desc="point search",
+        )
     return result_arrays(best, prob_before, clean_correct)

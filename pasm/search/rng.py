@@ -40,9 +40,9 @@ def uniforms(keys: np.ndarray, step: int, shape: tuple[int, ...]) -> np.ndarray:
         step_key = _mix64(np.array([step + 1], dtype=np.uint64) * _GAMMA)
         ctr = np.arange(1, n + 1, dtype=np.uint64) * _GAMMA
         for s in range(0, len(keys), _KEY_BLOCK):
-            k = _mix64(keys[s:s + _KEY_BLOCK] ^ step_key)
+            k = _mix64(keys[s : s + _KEY_BLOCK] ^ step_key)
             h = _mix64(k[:, None] + ctr[None, :])
-            out[s:s + _KEY_BLOCK] = (h >> np.uint64(11)).astype(np.float64) * 2.0**-53
+            out[s : s + _KEY_BLOCK] = (h >> np.uint64(11)).astype(np.float64) * 2.0**-53
     return out.reshape(len(keys), *shape)
 
 

@@ -11,8 +11,19 @@ import numpy as np
 import torch
 
 from pasm.nn.inference import inference_model
-from pasm.search.candidates import (NDIM, Best, Problem, R, X, Y, build_perturbed, check_inputs, forward, make_problem,
-                                    result_arrays)
+from pasm.search.candidates import (
+    NDIM,
+    Best,
+    Problem,
+    R,
+    X,
+    Y,
+    build_perturbed,
+    check_inputs,
+    forward,
+    make_problem,
+    result_arrays,
+)
 from pasm.search.de import INIT_DRAWS, evolve, initial_population
 from pasm.search.params import SearchParams, check_strategy
 from pasm.search.rng import image_keys, uniforms
@@ -55,13 +66,16 @@ def top_seeds(scores: torch.Tensor, k: int) -> np.ndarray:
     return cand
 
 
-def best_members(cand: np.ndarray, fit: np.ndarray, flip: np.ndarray,
-                 size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def best_members(
+    cand: np.ndarray, fit: np.ndarray, flip: np.ndarray, size: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The ``size`` lowest-probability rows of each image's (N, M, ...) candidates, fitness and flip
     flags, best first (ties keep candidate order); the refinement's starting population."""
     order = np.argsort(fit, axis=1, kind="stable")[:, :size]
-    take = lambda a: np.take_along_axis(a, order.reshape(order.shape + (1,) * (a.ndim - 2)),  # noqa: E731
-                                        axis=1)
+
+    def take(a: np.ndarray) -> np.ndarray:
+        return np.take_along_axis(a, order.reshape(order.shape + (1,) * (a.ndim - 2)), axis=1)
+
     return take(cand), take(fit), take(flip)
 
 
@@ -75,27 +89,36 @@ def _seeds(prob: Problem, k: int) -> np.ndarray:
         e = min(s + prob.batch_size, n)
         rows = torch.arange(s, e, device=device)
         with torch.no_grad():
-            batch = build_perturbed(prob.clean, rows, torch.arange(e - s, device=device), None,
-                                    prob.mean, prob.std)
+            batch = build_perturbed(
+                prob.clean, rows, torch.arange(e - s, device=device), None, prob.mean, prob.std
+            )
         grad = input_gradient(prob.model, batch, prob.labels[s:e])
         out.append(top_seeds(corner_scores(grad, prob.clean[s:e], prob.std), k))
     height, width = prob.clean.shape[2:]
     return np.concatenate(out) if out else np.zeros((0, min(k, 8 * height * width), NDIM), np.int16)
 
 
-def seeded_search(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, *,
-                  mean: Sequence[float], std: Sequence[float], params: SearchParams,
-                  device: str | torch.device = "cpu", progress: bool = True,
-                  indices: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def seeded_search(
+    model: torch.nn.Module,
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    mean: Sequence[float],
+    std: Sequence[float],
+    params: SearchParams,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    indices: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
     """One-pixel attack seeded by the input gradient, refined by a short DE; same inputs and
-    outputs as search_points (whatever ``params.strategy`` says).
+    outputs as find_points (whatever ``params.strategy`` says).
 
     Per image: one forward+backward gives the gradient of log p(label); its first-order prediction
     (corner_scores) ranks all 8 H W (pixel, RGB-cube corner) pairs and the ``top_k`` best are
     evaluated. Unless the clean prediction is correct and a seed already flips it, DE/rand/1 (factor
     ``scale_f``, no crossover) then runs ``refine_generations`` generations from the best
     ``refine_population`` seeds (topped up with Su et al.'s random candidates when there are fewer
-    seeds), stopping early on a flip like search_points. ``queries`` counts the clean forward, the
+    seeds), stopping early on a flip like find_points. ``queries`` counts the clean forward, the
     gradient pass as one query, and every candidate evaluated: 2 + top_k, plus
     max(refine_population - top_k, 0) + refine_population * generations run when refined.
     Deterministic and shard-independent: the random draws are keyed by (seed, global index).
@@ -109,7 +132,9 @@ def seeded_search(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray
     if gens < 0:
         raise ValueError(f"refine_generations must be >= 0, got {gens}")
     if gens and pop_size < 4:
-        raise ValueError("DE/rand/1 refinement needs refine_population >= 4 (three donors distinct from the member)")
+        raise ValueError(
+            "DE/rand/1 refinement needs refine_population >= 4 (three donors distinct from the member)"
+        )
 
     device = torch.device(device)
     keys = image_keys(params.seed, indices)
@@ -136,15 +161,28 @@ def seeded_search(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray
         pop, fit, flip = best_members(seeds[active], fit[active], flip[active], pop_size)
         n_fill = pop_size - pop.shape[1]
         if n_fill > 0 and len(active):
-            fill = initial_population(uniforms(keys[active], SEEDED_STREAM, (n_fill, INIT_DRAWS)),
-                                      height, width)
+            fill = initial_population(
+                uniforms(keys[active], SEEDED_STREAM, (n_fill, INIT_DRAWS)), height, width
+            )
             p, f = prob.evaluate(np.repeat(active, n_fill), fill.reshape(-1, NDIM))
             p, f = p.reshape(-1, n_fill), f.reshape(-1, n_fill)
             best.queries[active] += n_fill
             best.update(active, fill, p, f)
             pop = np.concatenate([pop, fill], axis=1)
             fit, flip = np.concatenate([fit, p], axis=1), np.concatenate([flip, f], axis=1)
-        evolve(prob, keys, active, pop, fit, flip, clean_correct, best, gens=gens,
-                scale_f=params.scale_f, stream=SEEDED_STREAM, progress=progress,
-                desc="seeded point search")
+        evolve(
+            prob,
+            keys,
+            active,
+            pop,
+            fit,
+            flip,
+            clean_correct,
+            best,
+            gens=gens,
+            scale_f=params.scale_f,
+            stream=SEEDED_STREAM,
+            progress=progress,
+            desc="seeded point search",
+        )
     return result_arrays(best, prob_before, clean_correct)

@@ -13,8 +13,13 @@ import torch.nn.functional as F
 from pasm.nn.inputs import to_input
 
 
-def random_erasing(x: torch.Tensor, generator: torch.Generator, probability: float,
-                   area: Sequence[float], aspect: Sequence[float]) -> torch.Tensor:
+def random_erasing(
+    x: torch.Tensor,
+    generator: torch.Generator,
+    probability: float,
+    area: Sequence[float],
+    aspect: Sequence[float],
+) -> torch.Tensor:
     """Zhong et al.'s random erasing on a float (B, 3, H, W) batch of 0..255 values: with the given
     probability per image, one rectangle of area fraction U(area) and log-uniform aspect ratio
     U(aspect) (clipped to the image) at a uniform position is filled with uniform random values."""
@@ -29,8 +34,11 @@ def random_erasing(x: torch.Tensor, generator: torch.Generator, probability: flo
     erase = u[:, 4] < probability
     rows = torch.arange(h)[None, :]
     cols = torch.arange(w)[None, :]
-    inside = (((rows >= top[:, None]) & (rows < (top + eh)[:, None]))[:, :, None]
-              & ((cols >= left[:, None]) & (cols < (left + ew)[:, None]))[:, None, :] & erase[:, None, None])
+    inside = (
+        ((rows >= top[:, None]) & (rows < (top + eh)[:, None]))[:, :, None]
+        & ((cols >= left[:, None]) & (cols < (left + ew)[:, None]))[:, None, :]
+        & erase[:, None, None]
+    )
     noise = torch.rand(x.shape, generator=generator) * 255.0
     return torch.where(inside[:, None].to(x.device), noise.to(x.device), x)
 
@@ -56,9 +64,17 @@ def feature_layer(model: torch.nn.Module, arch: str) -> torch.nn.Module:
     raise ValueError(f"no class activation layer known for arch {arch!r}")
 
 
-def class_activation_maps(model: torch.nn.Module, arch: str, images: np.ndarray, labels: np.ndarray,
-                          mean: Sequence[float], std: Sequence[float], *, batch_size: int = 50,
-                          device: str = "cpu") -> np.ndarray:
+def class_activation_maps(
+    model: torch.nn.Module,
+    arch: str,
+    images: np.ndarray,
+    labels: np.ndarray,
+    mean: Sequence[float],
+    std: Sequence[float],
+    *,
+    batch_size: int = 50,
+    device: str = "cpu",
+) -> np.ndarray:
     """(N, H, W) float32 Grad-CAM of each image's true class, upsampled to the image and scaled to
     max 1 (all zero where no activation supports the class); the region Wei et al. erase."""
     model.eval()
@@ -69,8 +85,10 @@ def class_activation_maps(model: torch.nn.Module, arch: str, images: np.ndarray,
     try:
         for s in range(0, len(images), batch_size):
             acts.clear()
-            x = to_input(torch.from_numpy(np.ascontiguousarray(images[s:s + batch_size])).to(device), mean, std)
-            y = torch.from_numpy(np.asarray(labels[s:s + batch_size], dtype=np.int64)).to(device)
+            x = to_input(
+                torch.from_numpy(np.ascontiguousarray(images[s : s + batch_size])).to(device), mean, std
+            )
+            y = torch.from_numpy(np.asarray(labels[s : s + batch_size], dtype=np.int64)).to(device)
             logits = model(x)
             feat = acts[-1]
             (grad,) = torch.autograd.grad(logits.gather(1, y[:, None]).sum(), feat)

@@ -20,8 +20,9 @@ def patch_bounds(x: np.ndarray, y: np.ndarray, size: int, height: int, width: in
     return y0, y1, x0, x1
 
 
-def apply_masks(images: np.ndarray, x: np.ndarray, y: np.ndarray, rgb: np.ndarray, size: int,
-                chunk: int = 512) -> np.ndarray:
+def apply_masks(
+    images: np.ndarray, x: np.ndarray, y: np.ndarray, rgb: np.ndarray, size: int, chunk: int = 512
+) -> np.ndarray:
     """Return a copy of uint8 (N, H, W, 3) images with each patch filled with its point's RGB."""
     n, h, w, _ = images.shape
     if not (len(x) == len(y) == len(rgb) == n):

@@ -1,13 +1,15 @@
-"""SGD training on uint8 images (in memory or read batch by batch from HDF5): Eq. 1 for pretraining, Eq. 4 with a frozen teacher after."""
+"""SGD training on uint8 images (in memory or read batch by batch from HDF5): Eq. 1 for pretraining,
+Eq. 4 with a frozen teacher after."""
 
 from __future__ import annotations
 
 import csv
 import logging
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -22,6 +24,8 @@ from pasm.train.batches import prefetched, read_batch
 from pasm.train.losses import pasm_loss
 
 log = logging.getLogger(__name__)
+
+LOG_COLUMNS = ["epoch", "loss", "train_acc", "val_acc", "lr", "seconds", "images_per_s"]
 
 
 @dataclass
@@ -67,15 +71,29 @@ class Resume:
     key: str
 
 
-def _save_state(resume: Resume, epoch: int, model: nn.Module, opt: torch.optim.Optimizer,
-                sched: Any, gen: torch.Generator, history: list[dict[str, float]]) -> None:
-    """Everything needed to continue after `epoch`, written atomically (a kill never leaves half a state)."""
+def _save_state(
+    resume: Resume,
+    epoch: int,
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    sched: Any,
+    gen: torch.Generator,
+    history: list[dict[str, float]],
+) -> None:
+    """Everything needed to continue after `epoch`, written atomically (a kill never leaves half
+    a state)."""
     from pasm.data.atomic import atomic_path
 
     state = {
-        "key": resume.key, "epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
-        "scheduler": sched.state_dict(), "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
-        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [], "history": history,
+        "key": resume.key,
+        "epoch": epoch,
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "generator": gen.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "history": history,
     }
     Path(resume.path).parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(resume.path) as tmp:
@@ -83,7 +101,8 @@ def _save_state(resume: Resume, epoch: int, model: nn.Module, opt: torch.optim.O
 
 
 def _load_state(resume: Resume) -> dict[str, Any] | None:
-    """The saved state if it exists and carries this job's key; None (with the reason logged) otherwise."""
+    """The saved state if it exists and carries this job's key; None (with the reason logged)
+    otherwise."""
     path = Path(resume.path)
     if not path.exists():
         return None
@@ -96,6 +115,129 @@ def _load_state(resume: Resume) -> dict[str, Any] | None:
         log.info("ignoring training state %s: it belongs to other inputs or parameters", path)
         return None
     return state
+
+
+def _restore_state(
+    resume: Resume | None, model: nn.Module, opt: torch.optim.Optimizer, sched: Any, gen: torch.Generator
+) -> tuple[int, list[dict[str, float]]]:
+    """Continue from a matching saved state, if any: restore weights, optimiser, schedule and random
+    generators; return the first epoch still to train and the history of the epochs before it."""
+    state = _load_state(resume) if resume else None
+    if state is None:
+        return 1, []
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    gen.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])
+    if state["cuda_rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    log.info(
+        "resuming from %s: epochs 1-%d done, continuing at epoch %d",
+        resume.path,
+        state["epoch"],
+        state["epoch"] + 1,
+    )
+    return state["epoch"] + 1, list(state["history"])
+
+
+@contextmanager
+def _csv_log(
+    log_csv: str | Path | None, history: list[dict[str, float]]
+) -> Iterator[Callable[[dict[str, float]], None]]:
+    """A writer of one CSV row per epoch (after `history`'s restored rows) into `log_csv`.part, renamed
+    to `log_csv` only when training completes, so a killed job never leaves a finished-looking log."""
+    if not log_csv:
+        yield lambda row: None
+        return
+    part = Path(f"{log_csv}.part")
+    part.parent.mkdir(parents=True, exist_ok=True)
+    with open(part, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, LOG_COLUMNS)
+        writer.writeheader()
+        writer.writerows(history)
+
+        def write(row: dict[str, float]) -> None:
+            writer.writerow(row)
+            fh.flush()
+
+        yield write
+    part.replace(log_csv)
+
+
+def train_one_epoch(
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    images: np.ndarray | H5Rows,
+    labels: torch.Tensor,
+    params: TrainParams,
+    gen: torch.Generator,
+    epoch: int,
+    *,
+    mean: Sequence[float],
+    std: Sequence[float],
+    device: torch.device,
+    teacher: nn.Module | None = None,
+    clean_images: np.ndarray | H5Rows | None = None,
+    alpha: float = 1.0,
+    beta: float = 0.0,
+    student_transform: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+    progress: bool = True,
+) -> dict[str, float]:
+    """One pass over `images` (int64 `labels`) in an order drawn from `gen`, one SGD step per batch;
+    returns the epoch's mean loss, training accuracy and number of images trained on."""
+    model.train()
+    n = len(labels)
+    order = torch.randperm(n, generator=gen)
+    amp = autocast(device, params.precision)
+    total_loss, correct, seen = 0.0, 0, 0
+    bar = tqdm(
+        total=-(-n // params.batch_size),
+        desc=f"epoch {epoch}/{params.epochs}",
+        unit="batch",
+        disable=not progress,
+        mininterval=2.0,
+        leave=False,
+    )
+    batches = [order[s : s + params.batch_size].numpy() for s in range(0, n, params.batch_size)]
+    batches = [b for b in batches if len(b) >= 2]  # BatchNorm cannot train on a single image
+    clean = clean_images if teacher is not None else None
+    for idx, xb in prefetched(lambda b: (b, read_batch(images, clean, b)), batches):
+        bar.update(1)
+        xb = random_crop_flip(xb.to(device).float(), params.crop_pad, params.flip, gen)
+        yb = labels[torch.from_numpy(idx)].to(device)
+        student_u8 = xb[:, :3] if student_transform is None else student_transform(xb[:, :3], gen)
+        student_x = to_input(student_u8, mean, std).contiguous(memory_format=torch.channels_last)
+        teacher_logits = None
+        with amp:
+            if teacher is not None:
+                with torch.no_grad():
+                    clean_x = to_input(xb[:, 3:], mean, std).contiguous(memory_format=torch.channels_last)
+                    teacher_logits = teacher(clean_x).float()
+            logits = model(student_x).float()
+        loss = pasm_loss(logits, yb, teacher_logits, alpha, beta)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total_loss += loss.item() * len(idx)
+        correct += (logits.argmax(1) == yb).sum().item()
+        seen += len(idx)
+    bar.close()
+    return {"loss": total_loss / max(seen, 1), "train_acc": correct / max(seen, 1), "images": seen}
+
+
+def _val_accuracy(
+    model: nn.Module,
+    val: tuple[np.ndarray, np.ndarray] | None,
+    mean: Sequence[float],
+    std: Sequence[float],
+    device: torch.device,
+) -> float:
+    """Accuracy on the validation images and labels; NaN when there are none."""
+    if val is None or not len(val[1]):
+        return float("nan")
+    pred = predict_logits(model, val[0], mean, std, device=device).argmax(1)
+    return float((pred == val[1]).mean())
 
 
 def train(
@@ -140,101 +282,59 @@ def train(
         model.parameters(), lr=params.lr, momentum=params.momentum, weight_decay=params.weight_decay
     )
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=params.lr_milestones, gamma=params.lr_gamma)
-    history: list[dict[str, float]] = []
-    first_epoch = 1
-    state = _load_state(resume) if resume else None
-    if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        gen.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        if state["cuda_rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
-        history = list(state["history"])
-        first_epoch = state["epoch"] + 1
-        log.info("resuming from %s: epochs 1-%d done, continuing at epoch %d", resume.path, state["epoch"],
-                 first_epoch)
-    amp = autocast(device, params.precision)
+    first_epoch, history = _restore_state(resume, model, opt, sched, gen)
     y_all = torch.from_numpy(np.asarray(labels, dtype=np.int64))
-    n = len(y_all)
-    if len(images) != n:
-        raise ValueError(f"{len(images)} images but {n} labels")
-    columns = ["epoch", "loss", "train_acc", "val_acc", "lr", "seconds", "images_per_s"]
-    fh = None
-    writer = None
-    part = Path(f"{log_csv}.part") if log_csv else None  # renamed to log_csv once training completes
-    if part:
-        part.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(part, "w", newline="")
-        writer = csv.DictWriter(fh, columns)
-        writer.writeheader()
-        writer.writerows(history)  # epochs restored from a saved state
-    try:
+    if len(images) != len(y_all):
+        raise ValueError(f"{len(images)} images but {len(y_all)} labels")
+    with _csv_log(log_csv, history) as write_row:
         for epoch in range(first_epoch, params.epochs + 1):
             t0 = time.perf_counter()
-            model.train()
-            order = torch.randperm(n, generator=gen)
-            total_loss, correct, seen = 0.0, 0, 0
             lr = opt.param_groups[0]["lr"]
-            bar = tqdm(
-                total=-(-n // params.batch_size), desc=f"epoch {epoch}/{params.epochs}", unit="batch",
-                disable=not progress, mininterval=2.0, leave=False,
+            stats = train_one_epoch(
+                model,
+                opt,
+                images,
+                y_all,
+                params,
+                gen,
+                epoch,
+                mean=mean,
+                std=std,
+                device=device,
+                teacher=teacher,
+                clean_images=clean_images,
+                alpha=alpha,
+                beta=beta,
+                student_transform=student_transform,
+                progress=progress,
             )
-            batches = [order[s : s + params.batch_size].numpy() for s in range(0, n, params.batch_size)]
-            batches = [b for b in batches if len(b) >= 2]  # BatchNorm cannot train on a single image
-            read = lambda b: (b, read_batch(images, clean_images if teacher is not None else None, b))  # noqa: E731
-            for idx, xb in prefetched(read, batches):
-                bar.update(1)
-                xb = random_crop_flip(xb.to(device).float(), params.crop_pad, params.flip, gen)
-                yb = y_all[torch.from_numpy(idx)].to(device)
-                student_u8 = xb[:, :3] if student_transform is None else student_transform(xb[:, :3], gen)
-                student_x = to_input(student_u8, mean, std).contiguous(memory_format=torch.channels_last)
-                teacher_logits = None
-                with amp:
-                    if teacher is not None:
-                        with torch.no_grad():
-                            clean_x = to_input(xb[:, 3:], mean, std).contiguous(memory_format=torch.channels_last)
-                            teacher_logits = teacher(clean_x).float()
-                    logits = model(student_x).float()
-                loss = pasm_loss(logits, yb, teacher_logits, alpha, beta)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total_loss += loss.item() * len(idx)
-                correct += (logits.argmax(1) == yb).sum().item()
-                seen += len(idx)
-            bar.close()
             sched.step()
             seconds = time.perf_counter() - t0
             row = {
                 "epoch": epoch,
-                "loss": total_loss / max(seen, 1),
-                "train_acc": correct / max(seen, 1),
-                "val_acc": float("nan"),
+                "loss": stats["loss"],
+                "train_acc": stats["train_acc"],
+                "val_acc": _val_accuracy(model, val, mean, std, device),
                 "lr": lr,
                 "seconds": round(seconds, 3),
-                "images_per_s": round(seen / seconds, 1),
+                "images_per_s": round(stats["images"] / seconds, 1),
             }
-            if val is not None and len(val[1]):
-                pred = predict_logits(model, val[0], mean, std, device=device).argmax(1)
-                row["val_acc"] = float((pred == val[1]).mean())
             history.append(row)
-            if writer:
-                writer.writerow(row)
-                fh.flush()
+            write_row(row)
             log.info(
                 "epoch %d/%d loss %.4f train_acc %.4f val_acc %.4f lr %.5f %.1fs (%.0f img/s)",
-                epoch, params.epochs, row["loss"], row["train_acc"], row["val_acc"], lr, seconds, row["images_per_s"],
+                epoch,
+                params.epochs,
+                row["loss"],
+                row["train_acc"],
+                row["val_acc"],
+                lr,
+                seconds,
+                row["images_per_s"],
             )
             if resume:
                 _save_state(resume, epoch, model, opt, sched, gen, history)
             if on_epoch_end:
                 on_epoch_end(epoch)
-    finally:
-        if fh:
-            fh.close()
-    if part:
-        part.replace(log_csv)
     model.eval().to(memory_format=torch.contiguous_format)
     return history

@@ -2,19 +2,21 @@
 round 1 from the same round-0 model, and the table that puts them next to the paper's numbers.
 
 What each variant is lives in one frozen table (``variant_table``), read by the rules' input
-functions and params (workflow/rules/common.smk), by training (``train_variant``) and by the table:
+functions and params (workflow/rules/ablation.smk), by training (``ablation_train``) and by the table:
   random_erasing   Zhong et al.: random rectangles, cross-entropy only (Table 6)
-  adv_erasing      Wei et al.: the round-0 model's class-activation region erased, cross-entropy only (Table 6)
+  adv_erasing      Wei et al.: the round-0 model's class-activation region erased, cross-entropy only
+                   (Table 6)
   pasm_noteacher   PASM round-1 masks, cross-entropy only (Table 6, "PASM w/o teacher")
   pasm_seeded      PASM round 1 with points from the seeded search instead of the full DE (Eq. 4)
-  cross_network    round-1 masks mined by the main backbone, learnt by another one, cross-entropy only (Table 7)
+  cross_network    round-1 masks mined by the main backbone, learnt by another one, cross-entropy only
+                   (Table 7)
   mask_size_{S}    PASM round 1 with an S x S mask (Fig. 7)
   beta_{b}         PASM round 1 with beta = b in Eq. 4 (Fig. 8)
 """
 
 from __future__ import annotations
 
-import csv
+import csv as csvlib
 import json
 import logging
 from dataclasses import asdict, dataclass
@@ -26,22 +28,35 @@ import numpy as np
 import torch
 
 from pasm.data.atomic import atomic_path
-from pasm.data.h5store import read_faces, read_table, write_table
+from pasm.data.h5store import read_faces, read_masked, read_table, write_table
 from pasm.data.rows import H5Rows
 from pasm.nn.inference import resolve_device
 from pasm.nn.models import load_model
 from pasm.train.erasing import RandomErasing, class_activation_maps, erase_regions
-from pasm.workflow.stages import fit_student, read_masked, train_rows
+from pasm.workflow.common import train_rows
+from pasm.workflow.evaluate import score_model
+from pasm.workflow.search import masked_samples, search_points
+from pasm.workflow.train import StudentSettings, fit_student
 
 log = logging.getLogger(__name__)
 
 # Test accuracies (%) the paper reports for one round with ResNet-34 (Table 6: no teacher, no
 # iteration; Table 7: ResNet-34 mining, VGG-16 training) and PASM's final result (abstract).
 PAPER = {
-    "rafdb": {"random_erasing": 85.93, "adv_erasing": 86.57, "pasm_noteacher": 86.86, "cross_network": 87.09,
-              "pasm_final": 88.68},
-    "fer2013": {"random_erasing": 72.92, "adv_erasing": 73.08, "pasm_noteacher": 73.24, "cross_network": 72.73,
-                "pasm_final": 73.59},
+    "rafdb": {
+        "random_erasing": 85.93,
+        "adv_erasing": 86.57,
+        "pasm_noteacher": 86.86,
+        "cross_network": 87.09,
+        "pasm_final": 88.68,
+    },
+    "fer2013": {
+        "random_erasing": 72.92,
+        "adv_erasing": 73.08,
+        "pasm_noteacher": 73.24,
+        "cross_network": 72.73,
+        "pasm_final": 73.59,
+    },
 }
 
 
@@ -50,26 +65,34 @@ class Variant:
     """One ablation variant: what it trains on, from which model, and with which loss."""
 
     name: str
-    images: str                # "clean" (erased on the fly), "round1_masks" (PASM round 1's) or "own_masks"
-    points: str | None         # points behind its masks: "round1", "seeded" (its own search) or None
-    learner: str = "round0"    # the model it starts from: "round0" or "cross_network" (the other backbone's round 0)
+    images: str  # "clean" (erased on the fly), "round1_masks" (PASM round 1's) or "own_masks"
+    points: str | None  # points behind its masks: "round1", "seeded" (its own search) or None
+    learner: str = (
+        "round0"  # the model it starts from: "round0" or "cross_network" (the other backbone's round 0)
+    )
     mask_size: int | None = None  # own masks' side S (None: the configured mask size)
-    alpha: float | None = None    # Eq. 4's alpha (None: method.alpha)
-    beta: float | None = None     # Eq. 4's beta (None: method.beta; 0: cross-entropy only, no teacher)
-    erasing: str | None = None    # "random_erasing" or "adv_erasing": the method.ablation block it reads
+    alpha: float | None = None  # Eq. 4's alpha (None: method.alpha)
+    beta: float | None = None  # Eq. 4's beta (None: method.beta; 0: cross-entropy only, no teacher)
+    erasing: str | None = None  # "random_erasing" or "adv_erasing": the method.ablation block it reads
 
     def as_params(self) -> dict[str, Any]:
         """Plain values, for a rule's params."""
         return asdict(self)
 
 
-FIXED_VARIANTS = MappingProxyType({
-    "random_erasing": Variant("random_erasing", "clean", None, alpha=1.0, beta=0.0, erasing="random_erasing"),
-    "adv_erasing": Variant("adv_erasing", "clean", None, alpha=1.0, beta=0.0, erasing="adv_erasing"),
-    "pasm_noteacher": Variant("pasm_noteacher", "round1_masks", "round1", beta=0.0),
-    "pasm_seeded": Variant("pasm_seeded", "own_masks", "seeded"),
-    "cross_network": Variant("cross_network", "round1_masks", "round1", learner="cross_network", beta=0.0),
-})
+FIXED_VARIANTS = MappingProxyType(
+    {
+        "random_erasing": Variant(
+            "random_erasing", "clean", None, alpha=1.0, beta=0.0, erasing="random_erasing"
+        ),
+        "adv_erasing": Variant("adv_erasing", "clean", None, alpha=1.0, beta=0.0, erasing="adv_erasing"),
+        "pasm_noteacher": Variant("pasm_noteacher", "round1_masks", "round1", beta=0.0),
+        "pasm_seeded": Variant("pasm_seeded", "own_masks", "seeded"),
+        "cross_network": Variant(
+            "cross_network", "round1_masks", "round1", learner="cross_network", beta=0.0
+        ),
+    }
+)
 
 
 def variant_table(ablation: dict[str, Any]) -> MappingProxyType[str, Variant]:
@@ -96,8 +119,14 @@ ERASE_BLOCK = 500
 multiple of the Grad-CAM batch (50), so the batches are those of one pass over all faces."""
 
 
-def write_erased(images: Any, labels: np.ndarray, model_path: str | Path, threshold: float, device: str,
-                 out_path: str | Path) -> None:
+def write_erased(
+    images: Any,
+    labels: np.ndarray,
+    model_path: str | Path,
+    threshold: float,
+    device: str,
+    out_path: str | Path,
+) -> None:
     """Adversarial erasing (Table 6): each face with its Grad-CAM region above ``threshold`` filled
     with the mean colour (zero after normalisation), written to ``out_path`` block by block."""
     model, meta = load_model(model_path, resolve_device(device))
@@ -106,9 +135,16 @@ def write_erased(images: Any, labels: np.ndarray, model_path: str | Path, thresh
 
     def blocks():
         for start in range(0, len(images), ERASE_BLOCK):
-            block = np.asarray(images[start:start + ERASE_BLOCK])
-            maps = class_activation_maps(model, meta["arch"], block, labels[start:start + ERASE_BLOCK], meta["mean"],
-                                         meta["std"], device=resolve_device(device))
+            block = np.asarray(images[start : start + ERASE_BLOCK])
+            maps = class_activation_maps(
+                model,
+                meta["arch"],
+                block,
+                labels[start : start + ERASE_BLOCK],
+                meta["mean"],
+                meta["std"],
+                device=resolve_device(device),
+            )
             counts["erased"] += int((maps > threshold).sum())
             counts["total"] += maps.size
             yield erase_regions(block, maps, threshold, fill)
@@ -118,42 +154,127 @@ def write_erased(images: Any, labels: np.ndarray, model_path: str | Path, thresh
     log.info("adversarial erasing: %.1f%% of pixels erased on average", 100 * erased / max(total, 1))
 
 
-def train_variant(
-    *, variant: dict[str, Any], faces_path: str | Path, round0_path: str | Path, out_model: str | Path,
-    out_log: str | Path, dataset: str, schedule: dict[str, Any], alpha: float, beta: float,
-    erasing: dict[str, Any] | None, train_split: str, train_subset: int | None, val_split: str | None, seed: int,
-    device: str = "cpu", masked_path: str | Path | None = None, init_path: str | Path | None = None,
+def ablation_seeded_points(
+    *,
+    faces: str,
+    model: str,
+    points: str,
+    search: dict[str, Any],
+    train_split: str,
+    train_subset: int | None,
+    seed: int,
+    device: str = "cpu",
+    machine_gpus: int = 0,
+    gpu_lock_dir: str = "",
     progress: bool = True,
 ) -> None:
-    """Train one variant (``Variant.as_params()``) with PASM round 1's ``schedule`` from the round-0
-    model, or from the other backbone's round-0 model ``init_path`` (learner cross_network).
+    """Round-1 points of pasm_seeded: the ``search`` block (strategy seeded) over the whole training
+    set in one job, against the round-0 ``model``."""
+    search_points(
+        faces=faces,
+        model=model,
+        points=points,
+        scatteritem="1-of-1",
+        r=1,
+        search=search,
+        train_split=train_split,
+        train_subset=train_subset,
+        seed=seed,
+        device=device,
+        machine_gpus=machine_gpus,
+        gpu_lock_dir=gpu_lock_dir,
+        progress=progress,
+    )
+
+
+def ablation_masked(*, faces: str, points: str, masked: str, grid: str, ds: str, mask_size: int) -> None:
+    """A variant's masked images: its own points (pasm_seeded) or its own mask side (mask_size_S)."""
+    masked_samples(faces=faces, points=points, masked=masked, grid=grid, ds=ds, r=1, mask_size=mask_size)
+
+
+def ablation_train(
+    *,
+    faces: str,
+    round0: str,
+    model: str,
+    train_log: str,
+    ds: str,
+    spec: dict[str, Any],
+    schedule: dict[str, Any],
+    alpha: float,
+    beta: float,
+    erasing: dict[str, Any] | None,
+    train_split: str,
+    train_subset: int | None,
+    val_split: str | None,
+    seed: int,
+    device: str = "cpu",
+    masked: str | None = None,
+    init: str | None = None,
+    progress: bool = True,
+) -> None:
+    """Train one variant (``spec``: ``Variant.as_params()``) with PASM round 1's ``schedule`` from the
+    round-0 model, or from the other backbone's round-0 model ``init`` (learner cross_network).
     ``alpha``/``beta`` are the variant's resolved loss weights, ``erasing`` its erasing block."""
-    v = Variant(**variant)
-    faces = read_faces(faces_path)
-    inputs = [p for p in (faces_path, round0_path, masked_path, init_path) if p]
-    common = dict(faces=faces, out_model=out_model, out_log=out_log, dataset=dataset, rnd=1, schedule=schedule,
-                  alpha=alpha, beta=beta, val_split=val_split, seed=seed, device=device, inputs=inputs,
-                  stage=f"ablation/{v.name}", progress=progress, extra_meta={"ablation": v.name})
+    v = Variant(**spec)
+    data = read_faces(faces)
+    settings = StudentSettings(schedule, alpha, beta, val_split, seed, device)
+    job = dict(
+        model=model,
+        train_log=train_log,
+        ds=ds,
+        r=1,
+        inputs=[p for p in (faces, round0, masked, init) if p],
+        stage=f"ablation/{v.name}",
+        extra_meta={"ablation": v.name},
+        progress=progress,
+    )
     if v.images == "clean":
-        rows = train_rows(faces, train_split, train_subset, seed)
-        images, labels = faces.images.subset(rows), faces.labels[rows]
+        rows = train_rows(data, train_split, train_subset, seed)
+        images, labels = data.images.subset(rows), data.labels[rows]
         transform = None
         if v.erasing == "random_erasing":
             transform = RandomErasing(erasing["probability"], erasing["area"], erasing["aspect"])
         elif v.erasing == "adv_erasing":
-            erased_path = Path(out_model).with_name(f"{Path(out_model).stem}.erased.h5")
-            write_erased(images, labels, round0_path, erasing["threshold"], device, erased_path)
+            erased_path = Path(model).with_name(f"{Path(model).stem}.erased.h5")
+            write_erased(images, labels, round0, erasing["threshold"], device, erased_path)
             images = H5Rows(erased_path)
-        fit_student(images=images, labels=labels, rows=rows, init_path=round0_path, student_transform=transform,
-                    **common)
+        fit_student(data, images, labels, rows, settings, init=round0, transform=transform, **job)
         if v.erasing == "adv_erasing":
             erased_path.unlink(missing_ok=True)
         return
-    if masked_path is None:
+    if masked is None:
         raise ValueError(f"ablation {v.name!r} needs masked images")
-    masked = read_masked(masked_path)
-    start = init_path if v.learner == "cross_network" else round0_path
-    fit_student(images=masked["images"], labels=masked["labels"], rows=masked["index"], init_path=start, **common)
+    table = read_masked(masked)
+    start = init if v.learner == "cross_network" else round0
+    fit_student(data, table["images"], table["labels"], table["index"], settings, init=start, **job)
+
+
+def ablation_evaluate(
+    *,
+    faces: str,
+    model: str,
+    metrics: str,
+    predictions: str,
+    confusion: str,
+    ds: str,
+    val_split: str | None,
+    eval_splits: Sequence[str],
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """A variant's model scored like a round-1 model (score_model)."""
+    return score_model(
+        faces=faces,
+        model=model,
+        metrics=metrics,
+        predictions=predictions,
+        confusion=confusion,
+        ds=ds,
+        r=1,
+        val_split=val_split,
+        eval_splits=eval_splits,
+        device=device,
+    )
 
 
 # --------------------------------------------------------------------------- table
@@ -163,8 +284,9 @@ def _seconds(history: list[dict[str, Any]]) -> float:
     return float(sum(h["seconds"] for h in history))
 
 
-def ablation_table(name: str, fmt: str, main_split: str, rows: list[dict[str, Any]],
-                   out_md: str | Path, out_csv: str | Path) -> list[dict[str, Any]]:
+def write_ablation_table(
+    name: str, fmt: str, main_split: str, rows: list[dict[str, Any]], out_md: str | Path, out_csv: str | Path
+) -> list[dict[str, Any]]:
     """Write the side-by-side table (markdown and CSV). Each row: method, metrics path, model path,
     and the search seconds behind its points (0 when it uses none of its own)."""
     paper = PAPER.get(fmt, {})
@@ -173,41 +295,66 @@ def ablation_table(name: str, fmt: str, main_split: str, rows: list[dict[str, An
         metrics = json.loads(Path(row["metrics"]).read_text())
         split = metrics["splits"][main_split]
         history = torch.load(row["model"], map_location="cpu", weights_only=True)["meta"].get("history", [])
-        table.append({
-            "method": row["method"],
-            f"{main_split}_accuracy": round(100 * split["accuracy"], 2),
-            f"{main_split}_mean_class_accuracy": round(100 * split["mean_class_accuracy"], 2),
-            "paper": paper.get(row.get("paper_key", row["method"]), ""),
-            "search_s": round(row.get("search_seconds", 0.0), 1),
-            "train_s": round(_seconds(history), 1),
-        })
+        table.append(
+            {
+                "method": row["method"],
+                f"{main_split}_accuracy": round(100 * split["accuracy"], 2),
+                f"{main_split}_mean_class_accuracy": round(100 * split["mean_class_accuracy"], 2),
+                "paper": paper.get(row.get("paper_key", row["method"]), ""),
+                "search_s": round(row.get("search_seconds", 0.0), 1),
+                "train_s": round(_seconds(history), 1),
+            }
+        )
     columns = list(table[0]) if table else []
     with atomic_path(out_csv) as tmp, open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, columns)
+        writer = csvlib.DictWriter(fh, columns)
         writer.writeheader()
         writer.writerows(table)
-    lines = [f"# {name}: ablations ({main_split} accuracy, %)", "",
-             "| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    lines = [
+        f"# {name}: ablations ({main_split} accuracy, %)",
+        "",
+        "| " + " | ".join(columns) + " |",
+        "|" + " --- |" * len(columns),
+    ]
     lines += ["| " + " | ".join(str(r[c]) for c in columns) + " |" for r in table]
-    lines += ["", "paper: the paper's ResNet-34 numbers at 224 px (Tables 6-7, abstract) for this data set;",
-              "blank where the paper has none. Budgets here follow this run's config, not the paper's."]
+    lines += [
+        "",
+        "paper: the paper's ResNet-34 numbers at 224 px (Tables 6-7, abstract) for this data set;",
+        "blank where the paper has none. Budgets here follow this run's config, not the paper's.",
+    ]
     with atomic_path(out_md) as tmp:
         Path(tmp).write_text("\n".join(lines) + "\n")
     return table
 
 
-def make_ablation_table(*, dataset: str, fmt: str, main_split: str, variants: Sequence[dict[str, Any]],
-                        metrics: Sequence[str], models: Sequence[str], points: Sequence[str], out_md: str | Path,
-                        out_csv: str | Path) -> list[dict[str, Any]]:
+def ablation_table(
+    *,
+    metrics: Sequence[str],
+    models: Sequence[str],
+    points: Sequence[str],
+    md: str,
+    csv: str,
+    ds: str,
+    fmt: str,
+    main_split: str,
+    variants: Sequence[dict[str, Any]],
+) -> list[dict[str, Any]]:
     """Rows for round 0, PASM round 1 and each variant (``Variant.as_params()``; inputs in that
-    order), with the search time behind each one's masks, written by ablation_table. ``points``:
-    round 1's points.h5, then the seeded variant's when it is configured."""
+    order), with the search time behind each one's masks, written by write_ablation_table.
+    ``points``: round 1's points.h5, then the seeded variant's when it is configured."""
     _, round1_attrs = read_table(points[0])
     search = {"round1": float(round1_attrs.get("search_seconds", 0.0)), None: 0.0}
     if len(points) > 1:
         search["seeded"] = float(read_table(points[1])[1].get("seconds", 0.0))
-    rows = [{"method": "round 0 (pretrained)", "metrics": metrics[0], "model": models[0], "search_seconds": 0.0},
-            {"method": "PASM round 1", "metrics": metrics[1], "model": models[1], "search_seconds": search["round1"]}]
+    rows = [
+        {"method": "round 0 (pretrained)", "metrics": metrics[0], "model": models[0], "search_seconds": 0.0},
+        {
+            "method": "PASM round 1",
+            "metrics": metrics[1],
+            "model": models[1],
+            "search_seconds": search["round1"],
+        },
+    ]
     for v, m, p in zip(variants, metrics[2:], models[2:]):
         rows.append({"method": v["name"], "metrics": m, "model": p, "search_seconds": search[v["points"]]})
-    return ablation_table(dataset, fmt, main_split, rows, out_md, out_csv)
+    return write_ablation_table(ds, fmt, main_split, rows, md, csv)

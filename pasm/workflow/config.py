@@ -61,7 +61,8 @@ def _key_path(error: jsonschema.ValidationError) -> str:
 
 
 def _weights_errors(key: str, model: dict[str, Any]) -> list[str]:
-    """ImageNet weights asked for an arch without them, or missing on this machine (checked before any job)."""
+    """ImageNet weights asked for an arch without them, or missing on this machine (checked before any
+    job)."""
     if model["pretrained"] != "imagenet":
         return []
     if model["arch"] == "compact":
@@ -72,8 +73,10 @@ def _weights_errors(key: str, model: dict[str, Any]) -> list[str]:
     path = Path(model["weights_file"]) if model["weights_file"] else cached
     if path.is_file():
         return []
-    return [f"{key}.pretrained: ImageNet weights for {model['arch']} not found at {path}. Download {url} on a "
-            f"machine with internet and copy it to {cached}, or set {key}.weights_file to its path"]
+    return [
+        f"{key}.pretrained: ImageNet weights for {model['arch']} not found at {path}. Download {url} on a "
+        f"machine with internet and copy it to {cached}, or set {key}.weights_file to its path"
+    ]
 
 
 def _semantic_errors(cfg: dict[str, Any]) -> list[str]:
@@ -89,8 +92,10 @@ def _semantic_errors(cfg: dict[str, Any]) -> list[str]:
             errors.append(f"datasets.{name}.image_size: too small for the compact CNN")
         errors += _weights_errors(f"datasets.{name}.model", ds["model"])
         if cfg["method"]["rounds"] == "auto" and not ds["val_split"]:
-            errors.append(f"datasets.{name}.val_split: method.rounds 'auto' decides on validation accuracy, "
-                          "so every data set needs a val_split")
+            errors.append(
+                f"datasets.{name}.val_split: method.rounds 'auto' decides on validation accuracy, "
+                "so every data set needs a val_split"
+            )
     if "cross_network" in cfg["method"]["ablation"]["variants"]:
         errors += _weights_errors("method.ablation.cross_network", cfg["method"]["ablation"]["cross_network"])
     for name, ds in cfg["datasets"].items():
@@ -103,14 +108,23 @@ def _semantic_errors(cfg: dict[str, Any]) -> list[str]:
                 errors.append(f"datasets.{name}.cross_eval: {target!r} is not another configured data set")
         ck = ds["ckplus"]
         if ck["test_fold"] >= ck["folds"]:
-            errors.append(f"datasets.{name}.ckplus.test_fold: {ck['test_fold']} is not below folds={ck['folds']}")
-        if ck["val_fold"] is not None and (ck["val_fold"] >= ck["folds"] or ck["val_fold"] == ck["test_fold"]):
-            errors.append(f"datasets.{name}.ckplus.val_fold: {ck['val_fold']} must be below folds and differ from test_fold")
+            errors.append(
+                f"datasets.{name}.ckplus.test_fold: {ck['test_fold']} is not below folds={ck['folds']}"
+            )
+        if ck["val_fold"] is not None and (
+            ck["val_fold"] >= ck["folds"] or ck["val_fold"] == ck["test_fold"]
+        ):
+            errors.append(
+                f"datasets.{name}.ckplus.val_fold: {ck['val_fold']} must be below folds "
+                "and differ from test_fold"
+            )
         for block in ("ckplus", "affectnet", "fer2013"):
             contempt = ds[block]["contempt"]
             if contempt != "drop" and contempt not in CLASSES:
-                errors.append(f"datasets.{name}.{block}.contempt: {contempt!r} is neither 'drop' nor one of "
-                              f"{list(CLASSES)}")
+                errors.append(
+                    f"datasets.{name}.{block}.contempt: {contempt!r} is neither 'drop' nor one of "
+                    f"{list(CLASSES)}"
+                )
     return errors
 
 
@@ -118,6 +132,8 @@ def _root_errors(cfg: dict[str, Any]) -> list[str]:
     """Data roots, RAF-DB list files and FER+ vote files that do not exist, relative to the working
     directory (the directory Snakemake runs in): the run would otherwise stop later, or reuse faces
     built before. The demo's root is exempt: the workflow generates it."""
+    from pasm.data.readers.rafdb import resolve_list_path
+
     errors = []
     where = f"(paths are relative to {Path.cwd()}, where snakemake runs)"
     for name, ds in cfg["datasets"].items():
@@ -131,8 +147,10 @@ def _root_errors(cfg: dict[str, Any]) -> list[str]:
             continue
         for key in ("occlusion_list", "pose30_list", "pose45_list"):
             given = ds["rafdb"][key]
-            if given and not Path(given).exists() and not (root / given).exists():
-                errors.append(f"datasets.{name}.rafdb.{key}: neither {given} nor {root / given} exists {where}")
+            if given and resolve_list_path(given, root) is None:
+                errors.append(
+                    f"datasets.{name}.rafdb.{key}: neither {given} nor {root / given} exists {where}"
+                )
     return errors
 
 
@@ -141,7 +159,9 @@ def effective_mask_size(cfg: dict[str, Any], name: str) -> int:
     return cfg["datasets"][name]["mask_size"] or cfg["method"]["mask_size"]
 
 
-def validate_config(config: dict[str, Any], source: str = "config", check_paths: bool = False) -> dict[str, Any]:
+def validate_config(
+    config: dict[str, Any], source: str = "config", check_paths: bool = False
+) -> dict[str, Any]:
     """Validate a config mapping and return a copy with every default filled in.
 
     check_paths: also require every data root (and RAF-DB list file) to exist, relative to the

@@ -21,13 +21,20 @@ import fcntl
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 
-__all__ = ["SCHEDULER_VARS", "claim_gpu", "visible_devices_env", "scheduler_assigned",
-           "physical_gpu_count", "lock_path"]
+__all__ = [
+    "SCHEDULER_VARS",
+    "claim_gpu",
+    "visible_devices_env",
+    "scheduler_assigned",
+    "physical_gpu_count",
+    "lock_path",
+]
 
 # Variables through which a scheduler has already chosen this job's GPUs.
 SCHEDULER_VARS = ("CUDA_VISIBLE_DEVICES", "SLURM_JOB_GPUS", "SLURM_STEP_GPUS")
@@ -99,13 +106,20 @@ def _acquire(n_gpus: int, lock_dir: Path, timeout: float, poll: float) -> tuple[
             raise TimeoutError(
                 f"all {n_gpus} GPU slots in lock directory {lock_dir} stayed taken for {timeout:g} s "
                 f"({_holders(lock_dir, n_gpus)}); more GPU jobs run than GPUs exist: cap them with "
-                f"snakemake --resources gpu={n_gpus}, or wait for or end the holders")
+                f"snakemake --resources gpu={n_gpus}, or wait for or end the holders"
+            )
         time.sleep(min(poll, left))
 
 
 @contextmanager
-def claim_gpu(n_gpus: int, lock_dir: str | Path, env: Mapping[str, str] | None = None, *,
-              timeout: float = 3600.0, poll: float = 0.5) -> Iterator[int | None]:
+def claim_gpu(
+    n_gpus: int,
+    lock_dir: str | Path,
+    env: Mapping[str, str] | None = None,
+    *,
+    timeout: float = 3600.0,
+    poll: float = 0.5,
+) -> Iterator[int | None]:
     """Hold GPU slot i (the first free one of range(n_gpus)) for the block and yield i; yield None,
     claiming nothing, when a scheduler already assigned GPUs in ``env`` (default os.environ), in
     which case use cuda:0 of the visible set. Waits up to ``timeout`` s for a free slot
@@ -138,3 +152,16 @@ def physical_gpu_count() -> int:
     except (OSError, subprocess.SubprocessError):
         return 0
     return sum(line.startswith("GPU ") for line in out.splitlines())
+
+
+def gpu_slot(device: str, gpus: int, gpu_lock_dir: str | None) -> AbstractContextManager[int | None]:
+    """Context manager holding a free GPU for this job (yields its index), or None without CUDA or
+    under a scheduler. ``gpus``: GPUs of this machine (0: count them); ``gpu_lock_dir``: where the
+    slot locks live (None: a per-user folder in the temp dir)."""
+    if device == "cpu":
+        return nullcontext(None)
+    n = gpus or physical_gpu_count()
+    if n == 0:
+        return nullcontext(None)
+    lock_dir = gpu_lock_dir or Path(tempfile.gettempdir()) / f"pasm-gpu-locks-{os.getuid()}"
+    return claim_gpu(n, lock_dir)

@@ -7,17 +7,12 @@ building. The final model is the evaluated round with the best validation accura
 
 from __future__ import annotations
 
-import json
-import logging
-from pathlib import Path
 from typing import Any, Sequence
 
-from pasm.data.atomic import atomic_path
 
-log = logging.getLogger(__name__)
-
-
-def decide(val_accuracies: Sequence[float], rounds: int | str, max_rounds: int, margin: float) -> dict[str, Any]:
+def decide(
+    val_accuracies: Sequence[float], rounds: int | str, max_rounds: int, margin: float
+) -> dict[str, Any]:
     """Whether to build the round after the last of ``val_accuracies`` (rounds 0..r), and why."""
     r = len(val_accuracies) - 1
     if rounds != "auto":
@@ -36,32 +31,3 @@ def decide(val_accuracies: Sequence[float], rounds: int | str, max_rounds: int, 
 def final_round(val_accuracies: Sequence[float]) -> int:
     """The evaluated round with the highest validation accuracy (the earliest on ties)."""
     return max(range(len(val_accuracies)), key=lambda r: (val_accuracies[r], -r))
-
-
-def val_accuracies(metrics_paths: Sequence[str | Path], val_split: str) -> list[float]:
-    """Validation accuracy of each round's metrics.json, in the given order."""
-    return [json.loads(Path(p).read_text())["splits"][val_split]["accuracy"] for p in metrics_paths]
-
-
-def write_decision(*, metrics_paths: Sequence[str | Path], val_split: str, rounds: int | str, max_rounds: int,
-                   margin: float, out_json: str | Path) -> dict[str, Any]:
-    """Decide on the round after the last metrics file and write the decision (read by the workflow)."""
-    accs = val_accuracies(metrics_paths, val_split)
-    result = {"round": len(accs) - 1, "val_accuracy": accs, **decide(accs, rounds, max_rounds, margin)}
-    with atomic_path(out_json) as tmp:
-        Path(tmp).write_text(json.dumps(result, indent=2) + "\n")
-    log.info("round %d: %s (%s)", result["round"], "continue" if result["continue"] else "stop", result["reason"])
-    return result
-
-
-def write_final(*, decision_paths: Sequence[str | Path], out_json: str | Path) -> dict[str, Any]:
-    """Record the rounds built and the final round (best validation accuracy) in final.json."""
-    last = json.loads(Path(decision_paths[-1]).read_text())
-    accs = last["val_accuracy"]
-    final = final_round(accs)
-    result = {"final_round": final, "final_model": str(Path(out_json).parent / f"round{final}" / "model.pt"),
-              "rounds_built": len(accs) - 1, "val_accuracy": accs, "stopped_because": last["reason"]}
-    with atomic_path(out_json) as tmp:
-        Path(tmp).write_text(json.dumps(result, indent=2) + "\n")
-    log.info("final round %d of %d built (%s)", final, result["rounds_built"], result["stopped_because"])
-    return result

@@ -1,6 +1,6 @@
 # The paper's ablations (Tables 6-7, Figs. 7-8) and the seeded-search variant, each trained like
 # PASM round 1 from the same round-0 model: results/{ds}/ablation/{variant}/, then table.md/.csv.
-# What each variant is: pasm.workflow.ablation.variant_table (VARIANTS in common.smk).
+# What each variant is: pasm.workflow.ablation.variant_table; input functions: variants.smk.
 
 
 rule ablation_seeded_points:
@@ -9,7 +9,7 @@ rule ablation_seeded_points:
         faces=faces_of,
         model="results/{ds}/round0/model.pt",
     output:
-        "results/{ds}/ablation/pasm_seeded/points.h5",
+        points="results/{ds}/ablation/pasm_seeded/points.h5",
     log:
         "results/{ds}/logs/ablation/pasm_seeded_points.log",
     benchmark:
@@ -28,7 +28,7 @@ rule ablation_seeded_points:
         seed=seed_of,
         device=CFG["device"],
     script:
-        "../scripts/ablation_points.py"
+        "../scripts/stage.py"
 
 
 rule ablation_masked:
@@ -48,7 +48,7 @@ rule ablation_masked:
     params:
         mask_size=variant_mask_size,
     script:
-        "../scripts/ablation_masked.py"
+        "../scripts/stage.py"
 
 
 rule ablation_pretrain_cross:
@@ -66,7 +66,7 @@ rule ablation_pretrain_cross:
         "../envs/pasm.yaml"
     threads: CFG["threads"]
     params:
-        model=method_key("ablation", "cross_network"),
+        network=method_key("ablation", "cross_network"),
         schedule=ds_key("pretrain"),
         train_split=ds_key("train_split"),
         train_subset=ds_key("train_subset"),
@@ -74,7 +74,7 @@ rule ablation_pretrain_cross:
         seed=seed_of,
         device=CFG["device"],
     script:
-        "../scripts/pretrain.py"
+        "../scripts/stage.py"
 
 
 rule ablation_train:
@@ -94,7 +94,7 @@ rule ablation_train:
         "../envs/pasm.yaml"
     threads: CFG["threads"]
     params:
-        variant=variant_params,
+        spec=variant_params,
         schedule=ds_key("finetune"),
         alpha=variant_alpha,
         beta=variant_beta,
@@ -105,7 +105,7 @@ rule ablation_train:
         seed=seed_of,
         device=CFG["device"],
     script:
-        "../scripts/ablation_train.py"
+        "../scripts/stage.py"
 
 
 rule ablation_evaluate:
@@ -127,7 +127,7 @@ rule ablation_evaluate:
         eval_splits=ds_key("eval_splits"),
         device=CFG["device"],
     script:
-        "../scripts/ablation_evaluate.py"
+        "../scripts/stage.py"
 
 
 rule ablation_table:
@@ -146,4 +146,4 @@ rule ablation_table:
         main_split=ds_key("eval_splits", 0),
         variants=variants_as_params,
     script:
-        "../scripts/ablation_table.py"
+        "../scripts/stage.py"

@@ -1,12 +1,13 @@
 # Config validation (once, before any job) and the helpers the rules' input functions and params
-# call. Nothing here reads or writes a file but the config: every helper maps wildcards to paths or
+# call, shared by several rule files (the ablations' and the comparison's are in their own files).
+# Nothing here reads or writes a file but the config: every helper maps wildcards to paths or
 # plain values.
 
-import os
 import re
 
 from snakemake.exceptions import WorkflowError
 
+from pasm.data.readers.rafdb import resolve_list_path
 from pasm.workflow.ablation import variant_table
 from pasm.workflow.config import (
     ConfigError,
@@ -29,12 +30,8 @@ DEMO_ROOTS = {
     for name, ds in CFG["datasets"].items()
     if ds["format"] == "demo"
 }
+# The configured ablation variants by name (ablation.smk; the comparison lists them too).
 VARIANTS = variant_table(CFG["method"]["ablation"])
-# The variants that build their own masked.h5 (a regex that matches nothing when there are none).
-OWN_MASK_VARIANTS = (
-    "|".join(re.escape(n) for n, v in VARIANTS.items() if v.images == "own_masks")
-    or "(?!)"
-)
 
 
 scattergather:
@@ -122,10 +119,15 @@ def attempt_number(wildcards, attempt):
     return attempt
 
 
-def demo_settings(wildcards):
-    """Generator settings and image size of the demo data set whose root is being generated."""
-    ds = dataset_cfg(DEMO_ROOTS[wildcards.demo_root])
-    return {**ds["demo"], "image_size": ds["image_size"]}
+def demo_setting(key):
+    """A params function: the generator setting `key` (or image_size) of the demo being generated."""
+
+    def value(wildcards):
+        ds = dataset_cfg(DEMO_ROOTS[wildcards.demo_root])
+        return ds["image_size"] if key == "image_size" else ds["demo"][key]
+
+    value.__name__ = f"demo_{key}"
+    return value
 
 
 # --------------------------------------------------------------------------- paths of the rounds
@@ -142,13 +144,8 @@ def dataset_source(wildcards):
         lists.append(ds["fer2013"]["ferplus"])
     if ds["format"] == "rafdb":
         for key in ("occlusion_list", "pose30_list", "pose45_list"):
-            given = ds["rafdb"][key]
-            if (
-                given
-            ):  # the reader also accepts list paths relative to the data set root
-                lists.append(
-                    given if os.path.exists(given) else os.path.join(ds["root"], given)
-                )
+            if ds["rafdb"][key]:  # validated: it exists as given or below the root
+                lists.append(str(resolve_list_path(ds["rafdb"][key], ds["root"])))
     return [ds["root"], *lists]
 
 
@@ -157,25 +154,37 @@ def previous_model(wildcards):
     return f"results/{wildcards.ds}/round{int(wildcards.r) - 1}/model.pt"
 
 
-def previous_metrics(wildcards):
-    """Evaluating round r also evaluates rounds 0..r-1, so a round's target yields every round's metrics."""
-    r = int(wildcards.r)
-    return [f"results/{wildcards.ds}/round{r - 1}/metrics.json"] if r > 0 else []
+def earlier_metrics(wildcards):
+    """Metrics of rounds 0..r-1: round r's report draws them, so a round's target yields every round's."""
+    return [
+        f"results/{wildcards.ds}/round{k}/metrics.json" for k in range(int(wildcards.r))
+    ]
 
 
 def round_point_density(wildcards):
-    """Round r >= 1's point-density picture, drawn with its evaluation (round 0 has no mined points)."""
+    """Round r >= 1's point-density picture, shown in its report (round 0 has no mined points)."""
     if int(wildcards.r) == 0:
         return []
     return [f"results/{wildcards.ds}/round{wildcards.r}/point_density.png"]
 
 
-def cross_metrics(wildcards):
-    """Cross-data-set results of this round, for the targets listed in the data set's cross_eval."""
+def cross_metrics_of(rounds, wildcards):
+    """Cross-data-set results of the given rounds, for the targets of the data set's cross_eval."""
     return [
-        f"results/{wildcards.ds}/round{wildcards.r}/cross/{target}/metrics.json"
+        f"results/{wildcards.ds}/round{r}/cross/{target}/metrics.json"
+        for r in rounds
         for target in dataset_cfg(wildcards.ds)["cross_eval"]
     ]
+
+
+def cross_metrics(wildcards):
+    """Cross-data-set results of round r."""
+    return cross_metrics_of([wildcards.r], wildcards)
+
+
+def earlier_cross_metrics(wildcards):
+    """Cross-data-set results of rounds 0..r-1, drawn in round r's report."""
+    return cross_metrics_of(range(int(wildcards.r)), wildcards)
 
 
 def round_model(wildcards):
@@ -211,8 +220,8 @@ def decision_split(wildcards):
     return ds["val_split"] or ds["eval_splits"][0]
 
 
-def decided_rounds(wildcards):
-    """Round decisions 0, 1, ... up to the first that says stop (built one at a time: a checkpoint)."""
+def last_round(wildcards):
+    """The first round whose decision says stop (decisions are built one at a time: a checkpoint)."""
     import json
 
     r = 0
@@ -220,123 +229,21 @@ def decided_rounds(wildcards):
         path = checkpoints.round_decision.get(ds=wildcards.ds, r=str(r)).output[0]
         with open(path) as fh:
             if not json.load(fh)["continue"]:
-                break
+                return r
         r += 1
-    return [f"results/{wildcards.ds}/rounds/decision{i}.json" for i in range(r + 1)]
 
 
-# --------------------------------------------------------------------------- ablations
-
-
-def variant_of(wildcards):
-    """The configured ablation variant of the wildcards (pasm.workflow.ablation.variant_table)."""
-    if wildcards.variant not in VARIANTS:
-        raise WorkflowError(
-            f"ablation {wildcards.variant!r} is not configured (method.ablation: {list(VARIANTS)})"
-        )
-    return VARIANTS[wildcards.variant]
-
-
-def variant_params(wildcards):
-    """The variant's table row as plain values."""
-    return variant_of(wildcards).as_params()
-
-
-def variant_alpha(wildcards):
-    """Eq. 4's alpha of the variant (its own, else method.alpha)."""
-    v = variant_of(wildcards)
-    return CFG["method"]["alpha"] if v.alpha is None else v.alpha
-
-
-def variant_beta(wildcards):
-    """Eq. 4's beta of the variant (its own, else method.beta; 0: no teacher)."""
-    v = variant_of(wildcards)
-    return CFG["method"]["beta"] if v.beta is None else v.beta
-
-
-def variant_erasing(wildcards):
-    """The method.ablation block of the variant's erasing (None for the masked variants)."""
-    v = variant_of(wildcards)
-    return CFG["method"]["ablation"][v.erasing] if v.erasing else None
-
-
-def variant_mask_size(wildcards):
-    """The mask side of a variant's own masks (its own S, else the configured one)."""
-    return variant_of(wildcards).mask_size or mask_size_of(wildcards)
-
-
-def variant_points(wildcards):
-    """The points a variant with its own masks is built from: its own search or PASM round 1's."""
-    if variant_of(wildcards).points == "seeded":
-        return f"results/{wildcards.ds}/ablation/{wildcards.variant}/points.h5"
-    return f"results/{wildcards.ds}/round1/points.h5"
-
-
-def seeded_search_settings(wildcards):
-    """method.search with the strategy switched to the seeded search."""
-    return {**CFG["method"]["search"], "strategy": "seeded"}
-
-
-def variant_inputs(wildcards):
-    """Extra inputs of a variant's training job: its masked images and the other backbone's round 0."""
-    v, ds = variant_of(wildcards), wildcards.ds
-    inputs = {}
-    if v.images == "own_masks":
-        inputs["masked"] = f"results/{ds}/ablation/{v.name}/masked.h5"
-    elif v.images == "round1_masks":
-        inputs["masked"] = f"results/{ds}/round1/masked.h5"
-    if v.learner == "cross_network":
-        inputs["init"] = f"results/{ds}/ablation/cross_network/round0/model.pt"
-    return inputs
-
-
-def variants_as_params(wildcards):
-    """Every configured variant's row, in table order."""
-    return [v.as_params() for v in VARIANTS.values()]
-
-
-def ablation_table_inputs(wildcards):
-    """Metrics and models of round 0, round 1 and every variant, plus the point files behind their masks."""
-    ds = wildcards.ds
-    inputs = {
-        "metrics": [f"results/{ds}/round{r}/metrics.json" for r in (0, 1)]
-        + [f"results/{ds}/ablation/{v}/metrics.json" for v in VARIANTS],
-        "models": [f"results/{ds}/round{r}/model.pt" for r in (0, 1)]
-        + [f"results/{ds}/ablation/{v}/model.pt" for v in VARIANTS],
-        "points": [f"results/{ds}/round1/points.h5"],
-    }
-    inputs["points"] += [
-        f"results/{ds}/ablation/{v.name}/points.h5"
-        for v in VARIANTS.values()
-        if v.points == "seeded"
+def decided_rounds(wildcards):
+    """Round decisions 0, 1, ... up to the first that says stop."""
+    return [
+        f"results/{wildcards.ds}/rounds/decision{i}.json"
+        for i in range(last_round(wildcards) + 1)
     ]
-    return inputs
 
 
-# --------------------------------------------------------------------------- comparison over seeds
-
-
-def comparison_methods(wildcards):
-    """The methods of results/{ds}/comparison.*: rounds 0..method.rounds, then every ablation variant."""
-    rounds = CFG["method"]["rounds"]
-    if rounds == "auto":
-        raise WorkflowError(
-            "results/{ds}/comparison.* compares a fixed number of rounds: set method.rounds to a number"
-        )
-    return [f"round{r}" for r in range(rounds + 1)] + list(VARIANTS)
-
-
-def comparison_seeds(wildcards):
-    """The seeds compared: the config's seeds, or its one seed."""
-    return CFG["seeds"] or [CFG["seed"]]
-
-
-def comparison_inputs(wildcards):
-    """predictions.h5 of every method for every seed, method-major (read in that order)."""
-    paths = []
-    for method in comparison_methods(wildcards):
-        sub = method if method.startswith("round") else f"ablation/{method}"
-        paths += [
-            f"results/{run}/{sub}/predictions.h5" for run in run_dirs(wildcards.ds)
-        ]
-    return paths
+def decided_models(wildcards):
+    """The models of the rounds built, 0..the last decided one (final.json names the best)."""
+    return [
+        f"results/{wildcards.ds}/round{i}/model.pt"
+        for i in range(last_round(wildcards) + 1)
+    ]

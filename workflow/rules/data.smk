@@ -5,7 +5,7 @@ if DEMO_ROOTS:
     rule demo_images:
         """Render the synthetic demo data set (deterministic from its seed)."""
         output:
-            "{demo_root}/manifest.csv",
+            manifest="{demo_root}/manifest.csv",
         log:
             "results/logs/demo_images/{demo_root}.log",
         wildcard_constraints:
@@ -14,17 +14,20 @@ if DEMO_ROOTS:
             "../envs/pasm.yaml"
         threads: 2
         params:
-            settings=demo_settings,
+            seed=demo_setting("seed"),
+            per_class=demo_setting("per_class"),
+            label_noise=demo_setting("label_noise"),
+            image_size=demo_setting("image_size"),
         script:
-            "../scripts/demo_images.py"
+            "../scripts/stage.py"
 
 
 rule faces:
     """Read a data set with its reader and write the aligned faces, labels and splits."""
     input:
-        dataset_source,
+        source=dataset_source,
     output:
-        "results/{ds}/faces.h5",
+        faces="results/{ds}/faces.h5",
     log:
         "results/{ds}/logs/faces.log",
     benchmark:
@@ -45,4 +48,4 @@ rule faces:
         align=ds_key("align"),
         device=CFG["device"],
     script:
-        "../scripts/faces.py"
+        "../scripts/stage.py"

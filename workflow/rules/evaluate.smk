@@ -8,9 +8,10 @@ rule evaluate:
     input:
         faces=faces_of,
         model=round_model,
-        earlier=previous_metrics,
+        earlier=earlier_metrics,
+        earlier_cross=earlier_cross_metrics,
         cross=cross_metrics,
-        points_picture=round_point_density,
+        density=round_point_density,
     output:
         metrics="results/{ds}/round{r}/metrics.json",
         predictions="results/{ds}/round{r}/predictions.h5",
@@ -52,7 +53,7 @@ rule evaluate:
         eval_splits=ds_key("eval_splits"),
         device=CFG["device"],
     script:
-        "../scripts/evaluate.py"
+        "../scripts/stage.py"
 
 
 rule cross_evaluate:
@@ -73,7 +74,7 @@ rule cross_evaluate:
     params:
         device=CFG["device"],
     script:
-        "../scripts/cross_evaluate.py"
+        "../scripts/stage.py"
 
 
 checkpoint round_decision:
@@ -81,7 +82,7 @@ checkpoint round_decision:
     input:
         metrics=metrics_so_far,
     output:
-        "results/{ds}/rounds/decision{r}.json",
+        decision="results/{ds}/rounds/decision{r}.json",
     log:
         "results/{ds}/logs/round{r}/decision.log",
     conda:
@@ -92,21 +93,22 @@ checkpoint round_decision:
         max_rounds=method_key("max_rounds"),
         margin=method_key("auto_margin"),
     script:
-        "../scripts/round_decision.py"
+        "../scripts/stage.py"
 
 
 rule final:
-    """The rounds built (until the decision says stop) and the final round, in final.json."""
+    """The rounds built (until the decision says stop) and the final round and its model, in final.json."""
     input:
-        decided_rounds,
+        decisions=decided_rounds,
+        models=decided_models,
     output:
-        "results/{ds}/final.json",
+        final="results/{ds}/final.json",
     log:
         "results/{ds}/logs/final.log",
     conda:
         "../envs/pasm.yaml"
     script:
-        "../scripts/final.py"
+        "../scripts/stage.py"
 
 
 rule point_density:
@@ -115,7 +117,7 @@ rule point_density:
         faces=faces_of,
         points="results/{ds}/round{r}/points.h5",
     output:
-        report(
+        density=report(
             "results/{ds}/round{r}/point_density.png",
             caption="../report/point_density.rst",
             category="Mined points",
@@ -129,13 +131,13 @@ rule point_density:
     conda:
         "../envs/pasm.yaml"
     script:
-        "../scripts/point_density.py"
+        "../scripts/stage.py"
 
 
 rule comparison:
     """Every method of the run (rounds 0..R, ablation variants) over seeds, with paired statistics."""
     input:
-        comparison_inputs,
+        predictions=comparison_inputs,
     output:
         md=report("results/{ds}/comparison.md", category="Comparison over seeds"),
         csv="results/{ds}/comparison.csv",
@@ -157,4 +159,4 @@ rule comparison:
         main_split=ds_key("eval_splits", 0),
         n_boot=2000,
     script:
-        "../scripts/comparison.py"
+        "../scripts/stage.py"

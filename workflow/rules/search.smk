@@ -2,12 +2,12 @@
 
 
 rule search_points:
-    """One shard: one-pixel DE attack on a contiguous slice of the training set."""
+    """One shard: the one-pixel attack on a contiguous slice of the training set."""
     input:
         faces=faces_of,
         model=previous_model,
     output:
-        "results/{ds}/round{r}/points/{scatteritem}.h5",
+        points="results/{ds}/round{r}/points/{scatteritem}.h5",
     log:
         "results/{ds}/logs/round{r}/search_{scatteritem}.log",
     benchmark:
@@ -28,7 +28,7 @@ rule search_points:
         seed=seed_of,
         device=CFG["device"],
     script:
-        "../scripts/search_points.py"
+        "../scripts/stage.py"
 
 
 rule gather_points:
@@ -37,7 +37,7 @@ rule gather_points:
         shards=gather.search("results/{{ds}}/round{{r}}/points/{scatteritem}.h5"),
         faces=faces_of,
     output:
-        "results/{ds}/round{r}/points.h5",
+        points="results/{ds}/round{r}/points.h5",
     log:
         "results/{ds}/logs/round{r}/gather_points.log",
     conda:
@@ -47,7 +47,7 @@ rule gather_points:
         train_subset=ds_key("train_subset"),
         seed=seed_of,
     script:
-        "../scripts/gather_points.py"
+        "../scripts/stage.py"
 
 
 rule masked_samples:
@@ -71,4 +71,4 @@ rule masked_samples:
     params:
         mask_size=mask_size_of,
     script:
-        "../scripts/masked_samples.py"
+        "../scripts/stage.py"

@@ -16,7 +16,7 @@ rule pretrain:
         "../envs/pasm.yaml"
     threads: CFG["threads"]
     params:
-        model=ds_key("model"),
+        network=ds_key("model"),
         schedule=ds_key("pretrain"),
         train_split=ds_key("train_split"),
         train_subset=ds_key("train_subset"),
@@ -24,7 +24,7 @@ rule pretrain:
         seed=seed_of,
         device=CFG["device"],
     script:
-        "../scripts/pretrain.py"
+        "../scripts/stage.py"
 
 
 rule finetune:
@@ -53,4 +53,4 @@ rule finetune:
         seed=seed_of,
         device=CFG["device"],
     script:
-        "../scripts/finetune.py"
+        "../scripts/stage.py"

@@ -11,7 +11,7 @@ from pasm.data.readers.ckplus import read_ckplus
 from pasm.data.readers.fer2013 import read_fer2013
 from pasm.data.readers.folder import read_folder_dataset
 from pasm.data.readers.rafdb import read_rafdb
-from pasm.data.readers.records import Record, ReaderOutput, subset_masks
+from pasm.data.readers.records import ReaderOutput, Record, subset_masks
 
 __all__ = ["READERS", "Record", "ReaderOutput", "read_dataset", "subset_masks"]
 

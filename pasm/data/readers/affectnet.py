@@ -35,13 +35,20 @@ from typing import Iterator
 import numpy as np
 
 from pasm.data.labels import CLASSES, canonical_index, contempt_target
-from pasm.data.readers.records import Record, ReaderOutput, check_missing, missing_image_note, require_dir
+from pasm.data.readers.records import ReaderOutput, Record, check_missing, missing_image_note, require_dir
 
 log = logging.getLogger(__name__)
 
 COLUMNS = (
-    "subDirectory_filePath", "face_x", "face_y", "face_width", "face_height", "facial_landmarks",
-    "expression", "valence", "arousal",
+    "subDirectory_filePath",
+    "face_x",
+    "face_y",
+    "face_width",
+    "face_height",
+    "facial_landmarks",
+    "expression",
+    "valence",
+    "arousal",
 )
 LIST_FOLDER = "Manually_Annotated_file_lists"
 IMAGE_FOLDER = "Manually_Annotated_Images"
@@ -49,8 +56,14 @@ LIST_SPLITS = {"training.csv": "train", "validation.csv": "validation"}
 """List file -> split, in the order records are returned."""
 
 EXPRESSIONS: dict[int, tuple[str, str]] = {
-    0: ("Neutral", "neutral"), 1: ("Happy", "happy"), 2: ("Sad", "sad"), 3: ("Surprise", "surprise"),
-    4: ("Fear", "fear"), 5: ("Disgust", "disgust"), 6: ("Anger", "angry"), 7: ("Contempt", "contempt"),
+    0: ("Neutral", "neutral"),
+    1: ("Happy", "happy"),
+    2: ("Sad", "sad"),
+    3: ("Surprise", "surprise"),
+    4: ("Fear", "fear"),
+    5: ("Disgust", "disgust"),
+    6: ("Anger", "angry"),
+    7: ("Contempt", "contempt"),
 }
 """AffectNet expression code -> (AffectNet name, canonical class name; contempt is handled by the option)."""
 NOT_EXPRESSIONS = {8: "None", 9: "Uncertain", 10: "Non-Face"}
@@ -58,7 +71,8 @@ NOT_EXPRESSIONS = {8: "None", 9: "Uncertain", 10: "Non-Face"}
 CONTEMPT = 7
 NUM_LANDMARKS = 68
 FIVE_POINT_SOURCES = (range(36, 42), range(42, 48), (30,), (48,), (54,))
-"""0-based iBUG indices averaged into each of the five points: eyes (lower x, higher x), nose tip, mouth corners."""
+"""0-based iBUG indices averaged into each of the five points: eyes (lower x, higher x), nose tip,
+mouth corners."""
 
 
 def _averaging_weights() -> np.ndarray:
@@ -76,7 +90,8 @@ Points = tuple[tuple[float, float], ...]
 
 @dataclass
 class _Tally:
-    """What one list file's lines became besides records: counted skips by kind, missing images, landmark gaps."""
+    """What one list file's lines became besides records: counted skips by kind, missing images,
+    landmark gaps."""
 
     skipped: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
@@ -91,7 +106,8 @@ class _Tally:
 
 
 def _list_files(root: Path) -> dict[str, Path]:
-    """The list files present (in LIST_SPLITS order), each in root/Manually_Annotated_file_lists or in root."""
+    """The list files present (in LIST_SPLITS order), each in root/Manually_Annotated_file_lists or in
+    root."""
     found: dict[str, Path] = {}
     looked: list[Path] = []
     for name in LIST_SPLITS:
@@ -121,8 +137,10 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
             except StopIteration:
                 return
             except UnicodeDecodeError:
-                raise ValueError(f"{path}: cannot parse: not UTF-8 text after line {reader.line_num} "
-                                 "(is this the right file?)") from None
+                raise ValueError(
+                    f"{path}: cannot parse: not UTF-8 text after line {reader.line_num} "
+                    "(is this the right file?)"
+                ) from None
             except csv.Error as exc:
                 raise ValueError(f"{path}:{reader.line_num}: cannot parse the CSV: {exc}") from None
             if any(f.strip() for f in fields):
@@ -130,10 +148,13 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
 
 
 def _column_index(path: Path, header: list[str]) -> dict[str, int]:
-    """Column name -> field index; ValueError naming the file and the expected header unless the set matches."""
+    """Column name -> field index; ValueError naming the file and the expected header unless the set
+    matches."""
     names = [h.strip() for h in header]
     if sorted(names) != sorted(COLUMNS):
-        raise ValueError(f"{path}: unexpected columns {','.join(names)}; expected the header {','.join(COLUMNS)}")
+        raise ValueError(
+            f"{path}: unexpected columns {','.join(names)}; expected the header {','.join(COLUMNS)}"
+        )
     return {name: i for i, name in enumerate(names)}
 
 
@@ -144,8 +165,10 @@ def _expression(text: str, where: str) -> int:
         raise ValueError(f"{where}: cannot parse expression {text!r} (expected an integer 0-10)")
     code = int(text)
     if code not in EXPRESSIONS and code not in NOT_EXPRESSIONS:
-        raise ValueError(f"{where}: unknown expression code {code} (expected 0-7 = expressions, 8-10 = "
-                         f"{', '.join(NOT_EXPRESSIONS.values())})")
+        raise ValueError(
+            f"{where}: unknown expression code {code} (expected 0-7 = expressions, 8-10 = "
+            f"{', '.join(NOT_EXPRESSIONS.values())})"
+        )
     return code
 
 
@@ -207,7 +230,13 @@ def _label(code: int, target: int | None) -> int:
 
 
 def _line_record(
-    fields: list[str], col: dict[str, int], where: str, code: int, split: str, image_dir: Path, target: int | None,
+    fields: list[str],
+    col: dict[str, int],
+    where: str,
+    code: int,
+    split: str,
+    image_dir: Path,
+    target: int | None,
     tally: _Tally,
 ) -> Record | None:
     """The record of one data line with expression code, or None with the reason counted in tally."""
@@ -229,12 +258,24 @@ def _line_record(
         return None
     points = five_points(fields[col["facial_landmarks"]].strip())
     tally.no_points += points is None
-    return Record(str(path), split, _label(code, target), path=path, aligned=False, box=box, points=points,
-                  values=values)
+    return Record(
+        str(path),
+        split,
+        _label(code, target),
+        path=path,
+        aligned=False,
+        box=box,
+        points=points,
+        values=values,
+    )
 
 
 def _read_list(
-    path: Path, split: str, image_dir: Path, target: int | None, earlier: dict[str, tuple[Path, dict[str, int]]]
+    path: Path,
+    split: str,
+    image_dir: Path,
+    target: int | None,
+    earlier: dict[str, tuple[Path, dict[str, int]]],
 ) -> tuple[list[Record], _Tally, dict[str, int]]:
     """Records of one list file, its tally, and the line of each image path it lists (for later files)."""
     rows = _csv_rows(path)
@@ -248,8 +289,9 @@ def _read_list(
     for line, fields in rows:
         where = f"{path}:{line}"
         if len(fields) != len(COLUMNS):
-            raise ValueError(f"{where}: cannot parse: {len(fields)} fields, expected {len(COLUMNS)} "
-                             f"({','.join(COLUMNS)})")
+            raise ValueError(
+                f"{where}: cannot parse: {len(fields)} fields, expected {len(COLUMNS)} ({','.join(COLUMNS)})"
+            )
         code = _expression(fields[col["expression"]], where)
         image = fields[col["subDirectory_filePath"]].strip()
         repeat = _repeat_of(image, seen, earlier, path)
@@ -264,8 +306,10 @@ def _read_list(
     return records, tally, seen
 
 
-def _repeat_of(image: str, seen: dict[str, int], earlier: dict[str, tuple[Path, dict[str, int]]], path: Path) -> str:
-    """"file:line" where image was listed before (this file, or a file read earlier), else ""."""
+def _repeat_of(
+    image: str, seen: dict[str, int], earlier: dict[str, tuple[Path, dict[str, int]]], path: Path
+) -> str:
+    """ "file:line" where image was listed before (this file, or a file read earlier), else ""."""
     if image in seen:
         return f"{path}:{seen[image]}"
     for other, lines in earlier.values():
@@ -278,13 +322,23 @@ def _log_tally(path: Path, tally: _Tally) -> None:
     """Log how many lines of a list file were skipped, per code or reason."""
     if tally.kinds:
         counts = ", ".join(f"{kind}: {n}" for kind, n in tally.kinds.items())
-        log.info("AffectNet %s: %d lines skipped (%s; first: %s)", path, len(tally.skipped), counts, tally.skipped[0])
+        log.info(
+            "AffectNet %s: %d lines skipped (%s; first: %s)",
+            path,
+            len(tally.skipped),
+            counts,
+            tally.skipped[0],
+        )
 
 
 def _label_map(target: int | None, kinds: Counter, files: dict[str, Path]) -> dict[str, str]:
     """Documentation of the code -> canonical class mapping, with the contempt outcome and skipped codes."""
-    mapping = {f"{code} ({name})": canonical for code, (name, canonical) in EXPRESSIONS.items() if code != CONTEMPT}
-    mapping["7 (Contempt)"] = CLASSES[target] if target is not None else f"dropped ({kinds['7 (Contempt)']} images)"
+    mapping = {
+        f"{code} ({name})": canonical for code, (name, canonical) in EXPRESSIONS.items() if code != CONTEMPT
+    }
+    mapping["7 (Contempt)"] = (
+        CLASSES[target] if target is not None else f"dropped ({kinds['7 (Contempt)']} images)"
+    )
     for key in (f"{code} ({name})" for code, name in NOT_EXPRESSIONS.items()):
         mapping[key] = f"skipped ({kinds[key]} images)"
     mapping.update({name: f"split {LIST_SPLITS[name]}" for name in files})
@@ -314,8 +368,13 @@ def read_affectnet(root: str | Path, contempt: str = "drop") -> ReaderOutput:
         raise ValueError(f"AffectNet {root}: no labelled faces in {', '.join(map(str, files.values()))}")
     no_points = sum(t.no_points for _, t in ordered)
     if no_points:
-        log.warning("AffectNet %s: %d of %d faces have no usable landmarks (missing, not 136 numbers or not "
-                    "finite); their face box alone is used", root, no_points, len(records))
+        log.warning(
+            "AffectNet %s: %d of %d faces have no usable landmarks (missing, not 136 numbers or not "
+            "finite); their face box alone is used",
+            root,
+            no_points,
+            len(records),
+        )
     kinds = sum((t.kinds for _, t in ordered), Counter())
     skipped = [s for _, t in ordered for s in t.skipped]
     return ReaderOutput(records=records, skipped=skipped, label_map=_label_map(target, kinds, files))

@@ -32,8 +32,8 @@ from pathlib import Path
 from pasm.data.labels import CLASSES, canonical_index, contempt_target
 from pasm.data.readers.folder import image_files
 from pasm.data.readers.records import (
-    Record,
     ReaderOutput,
+    Record,
     check_missing,
     data_lines,
     missing_image_note,
@@ -43,7 +43,14 @@ from pasm.data.readers.records import (
 log = logging.getLogger(__name__)
 
 CK_CODES: dict[int, str] = {
-    0: "neutral", 1: "anger", 2: "contempt", 3: "disgust", 4: "fear", 5: "happy", 6: "sadness", 7: "surprise",
+    0: "neutral",
+    1: "anger",
+    2: "contempt",
+    3: "disgust",
+    4: "fear",
+    5: "happy",
+    6: "sadness",
+    7: "surprise",
 }
 CK48_FOLDERS = ("anger", "contempt", "disgust", "fear", "happy", "sadness", "surprise")
 CONTEMPT = 2
@@ -140,9 +147,13 @@ def _read_ck48(root: Path) -> list[_Face]:
             try:
                 canonical_index(name)
             except KeyError:
-                raise ValueError(f"{folder}: folder name {folder.name!r} is not a CK+ class {CK48_FOLDERS}") from None
+                raise ValueError(
+                    f"{folder}: folder name {folder.name!r} is not a CK+ class {CK48_FOLDERS}"
+                ) from None
         contempt = name == "contempt"
-        faces.extend(_Face(image, name, _subject(image, image.stem), contempt) for image in image_files(folder))
+        faces.extend(
+            _Face(image, name, _subject(image, image.stem), contempt) for image in image_files(folder)
+        )
     if not faces:
         raise ValueError(f"{root}: no images found in the CK+48 <class>/<image> layout")
     return faces
@@ -151,13 +162,19 @@ def _read_ck48(root: Path) -> list[_Face]:
 def _check_folds(folds: int, test_fold: int, val_fold: int | None, n_subjects: int) -> None:
     """ValueError unless the fold options describe non-empty, distinct test/val folds and a train part."""
     if folds < 2 + (val_fold is not None):
-        raise ValueError(f"CK+ folds={folds}: need at least {2 + (val_fold is not None)} folds to leave a train split")
+        raise ValueError(
+            f"CK+ folds={folds}: need at least {2 + (val_fold is not None)} folds to leave a train split"
+        )
     if folds > n_subjects:
-        raise ValueError(f"CK+ folds={folds} is more than the {n_subjects} subjects found; some folds would be empty")
+        raise ValueError(
+            f"CK+ folds={folds} is more than the {n_subjects} subjects found; some folds would be empty"
+        )
     if not 0 <= test_fold < folds:
         raise ValueError(f"CK+ test_fold={test_fold}: expected 0-{folds - 1}")
     if val_fold is not None and (not 0 <= val_fold < folds or val_fold == test_fold):
-        raise ValueError(f"CK+ val_fold={val_fold}: expected 0-{folds - 1}, different from test_fold={test_fold}")
+        raise ValueError(
+            f"CK+ val_fold={val_fold}: expected 0-{folds - 1}, different from test_fold={test_fold}"
+        )
 
 
 def subject_folds(subjects: set[str] | list[str], folds: int) -> dict[str, int]:
@@ -167,7 +184,12 @@ def subject_folds(subjects: set[str] | list[str], folds: int) -> dict[str, int]:
 
 
 def _to_output(
-    faces: list[_Face], target: int | None, fold_of: dict[str, int], folds: int, test_fold: int, val_fold: int | None,
+    faces: list[_Face],
+    target: int | None,
+    fold_of: dict[str, int],
+    folds: int,
+    test_fold: int,
+    val_fold: int | None,
     aligned: bool,
 ) -> tuple[list[Record], dict[str, list[int]]]:
     """Records with canonical labels and fold splits, plus the fold and "all" subsets."""
@@ -178,8 +200,16 @@ def _to_output(
         label = target if face.name == "contempt" else canonical_index(face.name)
         fold = fold_of[face.subject]
         subsets[f"fold{fold}"].append(len(records))
-        records.append(Record(str(face.path), split_of.get(fold, "train"), label, path=face.path,
-                              subject=face.subject, aligned=aligned))
+        records.append(
+            Record(
+                str(face.path),
+                split_of.get(fold, "train"),
+                label,
+                path=face.path,
+                subject=face.subject,
+                aligned=aligned,
+            )
+        )
     subsets["all"] = list(range(len(records)))
     return records, subsets
 
@@ -197,7 +227,10 @@ def _label_map(original: bool, target: int | None, dropped: list[_Face]) -> dict
         sources = {f"{code} ({name})": name for code, name in CK_CODES.items()}
     else:
         sources = {name: name for name in CK48_FOLDERS}
-    mapping = {key: contempt if name == "contempt" else CLASSES[canonical_index(name)] for key, name in sources.items()}
+    mapping = {
+        key: contempt if name == "contempt" else CLASSES[canonical_index(name)]
+        for key, name in sources.items()
+    }
     if original:
         mapping["first frame of each labelled sequence"] = "neutral"
     return mapping

@@ -30,7 +30,7 @@ import pandas as pd
 from pasm.data.labels import CLASSES, NUM_CLASSES, contempt_target
 from pasm.data.readers import ferplus as fp
 from pasm.data.readers.folder import read_folder_dataset
-from pasm.data.readers.records import Record, ReaderOutput
+from pasm.data.readers.records import ReaderOutput, Record
 from pasm.data.readers.tables import csv_table, data_rows, require_columns
 
 log = logging.getLogger(__name__)
@@ -54,12 +54,16 @@ def _labels(path: Path, emotion: pd.Series, lines: np.ndarray) -> np.ndarray:
     bad = values.isna().to_numpy() | (values.fillna(0) % 1 != 0).to_numpy()
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{path}:{lines[i]}: cannot parse emotion {emotion.iloc[i]!r} (expected an integer 0-6)")
+        raise ValueError(
+            f"{path}:{lines[i]}: cannot parse emotion {emotion.iloc[i]!r} (expected an integer 0-6)"
+        )
     labels = values.to_numpy(dtype=np.int64)
     outside = (labels < 0) | (labels >= NUM_CLASSES)
     if outside.any():
         i = int(np.flatnonzero(outside)[0])
-        raise ValueError(f"{path}:{lines[i]}: unknown emotion value {labels[i]} (expected 0-6 = {', '.join(CLASSES)})")
+        raise ValueError(
+            f"{path}:{lines[i]}: unknown emotion value {labels[i]} (expected 0-6 = {', '.join(CLASSES)})"
+        )
     return labels
 
 
@@ -90,7 +94,8 @@ def _exact_row(text: str) -> tuple[np.ndarray | None, str]:
 
 
 def _pixels(path: Path, pixels: list[str], lines: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Parse each row's pixel string (one C-level parse) into (N, 48, 48) uint8; bad rows are counted skips."""
+    """Parse each row's pixel string (one C-level parse) into (N, 48, 48) uint8; bad rows are counted
+    skips."""
     out = np.zeros((len(pixels), NUM_PIXELS), dtype=np.uint8)
     ok = np.ones(len(pixels), dtype=bool)
     skipped: list[str] = []
@@ -105,7 +110,8 @@ def _pixels(path: Path, pixels: list[str], lines: np.ndarray) -> tuple[np.ndarra
 
 
 def _label_map(votes: Path | None, target: int | None, kinds: dict[str, int]) -> dict[str, str]:
-    """Documentation of the labels used (FER2013's emotion ids, or FER+'s majority votes) and the Usage splits."""
+    """Documentation of the labels used (FER2013's emotion ids, or FER+'s majority votes) and the Usage
+    splits."""
     if votes is None:
         label_map = {f"{i} ({name.capitalize()})": name for i, name in enumerate(CLASSES)}
     else:
@@ -117,28 +123,42 @@ def _label_map(votes: Path | None, target: int | None, kinds: dict[str, int]) ->
 def _ferplus(
     path: Path, table: pd.DataFrame, lines: np.ndarray, ferplus: Path, target: int | None
 ) -> tuple[fp.FerPlusLabels, fp.FerPlusVotes]:
-    """FER+ majority labels of the CSV's rows and the votes, after checking that the vote file pairs with them."""
+    """FER+ majority labels of the CSV's rows and the votes, after checking that the vote file pairs
+    with them."""
     votes = fp.read_votes(ferplus)
     fp.check_pairing(path, lines, table["Usage"].str.strip().to_numpy(dtype=object), votes)
     return fp.ferplus_labels(path, lines, votes, target), votes
 
 
 def _ferplus_output(
-    path: Path, lines: np.ndarray, splits: np.ndarray, images: np.ndarray, ok: np.ndarray, pixel_skips: list[str],
-    relabelled: tuple[fp.FerPlusLabels, fp.FerPlusVotes], target: int | None,
+    path: Path,
+    lines: np.ndarray,
+    splits: np.ndarray,
+    images: np.ndarray,
+    ok: np.ndarray,
+    pixel_skips: list[str],
+    relabelled: tuple[fp.FerPlusLabels, fp.FerPlusVotes],
+    target: int | None,
 ) -> ReaderOutput:
     """Records of the rows with good pixels and a FER+ label (raw votes as values); skips in line order."""
     result, votes = relabelled
     records = [
-        Record(f"{path}:{lines[i]}", splits[i], int(result.labels[i]), pixels=images[i],
-               values=fp.vote_values(votes.votes[i]))
+        Record(
+            f"{path}:{lines[i]}",
+            splits[i],
+            int(result.labels[i]),
+            pixels=images[i],
+            values=fp.vote_values(votes.votes[i]),
+        )
         for i in np.flatnonzero(ok & result.kept)
     ]
     by_row = dict(zip(np.flatnonzero(~ok).tolist(), pixel_skips))
     for row, message in result.dropped.items():
         by_row.setdefault(row, message)
     skipped = [by_row[row] for row in sorted(by_row)]
-    return ReaderOutput(records=records, skipped=skipped, label_map=_label_map(votes.path, target, result.kinds))
+    return ReaderOutput(
+        records=records, skipped=skipped, label_map=_label_map(votes.path, target, result.kinds)
+    )
 
 
 def _read_csv(path: Path, ferplus: Path | None = None, target: int | None = None) -> ReaderOutput:
@@ -182,7 +202,9 @@ def read_fer2013(path: str | Path, ferplus: str | Path | None = None, contempt: 
         return _read_csv(path, Path(ferplus) if ferplus is not None else None, target)
     if path.is_dir():
         if ferplus is not None:
-            raise ValueError(f"FER2013 ferplus={str(ferplus)!r}: the FER+ votes pair with the rows of fer2013.csv, "
-                             f"but {path} is the image-folder copy; give the CSV as the root")
+            raise ValueError(
+                f"FER2013 ferplus={str(ferplus)!r}: the FER+ votes pair with the rows of fer2013.csv, "
+                f"but {path} is the image-folder copy; give the CSV as the root"
+            )
         return _read_image_folders(path)
     raise FileNotFoundError(f"FER2013: {path} is neither the fer2013.csv(.gz) file nor the image-folder copy")

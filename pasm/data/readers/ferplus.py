@@ -1,4 +1,5 @@
-"""FER+ (Microsoft's relabelling of FER2013): the ten crowd votes per face of fer2013new.csv -> majority labels.
+"""FER+ (Microsoft's relabelling of FER2013): the ten crowd votes per face of fer2013new.csv ->
+majority labels.
 
 Header `Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF`;
 data row i relabels data row i of fer2013.csv (blank lines are not rows in either file). Labels follow
@@ -28,7 +29,18 @@ from pasm.data.readers.tables import csv_table, data_rows, require_columns
 
 log = logging.getLogger(__name__)
 
-VOTE_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt", "unknown", "NF")
+VOTE_COLUMNS = (
+    "neutral",
+    "happiness",
+    "surprise",
+    "sadness",
+    "anger",
+    "disgust",
+    "fear",
+    "contempt",
+    "unknown",
+    "NF",
+)
 COLUMNS = ("Usage", "Image name", *VOTE_COLUMNS)
 VALUE_NAMES = tuple(f"ferplus_{name}" for name in VOTE_COLUMNS)
 """Record.values names of the raw vote counts, in VOTE_COLUMNS order."""
@@ -50,15 +62,18 @@ class FerPlusVotes:
 
 
 def _vote_counts(path: Path, table: pd.DataFrame, lines: np.ndarray) -> np.ndarray:
-    """The vote columns as (N, 10) int64; ValueError naming the first field that is not a non-negative integer."""
+    """The vote columns as (N, 10) int64; ValueError naming the first field that is not a non-negative
+    integer."""
     votes = np.zeros((len(table), len(VOTE_COLUMNS)), dtype=np.int64)
     for j, name in enumerate(VOTE_COLUMNS):
         text = table[name].str.strip()
         bad = ~text.str.fullmatch(r"\d+").to_numpy(dtype=bool)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"{path}:{lines[i]}: cannot parse {name} vote {text.iloc[i]!r} "
-                             "(expected a non-negative integer)")
+            raise ValueError(
+                f"{path}:{lines[i]}: cannot parse {name} vote {text.iloc[i]!r} "
+                "(expected a non-negative integer)"
+            )
         votes[:, j] = text.astype(np.int64).to_numpy()
     return votes
 
@@ -95,7 +110,8 @@ def check_pairing(fer_path: Path, fer_lines: np.ndarray, fer_usage: np.ndarray, 
     if differ.size:
         i = int(differ[0])
         raise ValueError(
-            f"{fer_path}:{fer_lines[i]}: Usage {fer_usage[i]!r} differs from {votes.path}:{votes.lines[i]}: Usage "
+            f"{fer_path}:{fer_lines[i]}: Usage {fer_usage[i]!r} differs from "
+            f"{votes.path}:{votes.lines[i]}: Usage "
             f"{votes.usage[i]!r}; the two files' rows do not pair (a different or reordered copy?)"
         )
 
@@ -128,7 +144,9 @@ class FerPlusLabels:
     kinds: Counter
 
 
-def ferplus_labels(fer_path: Path, fer_lines: np.ndarray, votes: FerPlusVotes, target: int | None) -> FerPlusLabels:
+def ferplus_labels(
+    fer_path: Path, fer_lines: np.ndarray, votes: FerPlusVotes, target: int | None
+) -> FerPlusLabels:
     """Majority labels of the paired rows; drops are "fer2013.csv:line: reason (fer2013new.csv:line)"."""
     winners = majority(votes.votes)
     labels = np.full(len(winners), -1, dtype=np.int64)
@@ -142,8 +160,12 @@ def ferplus_labels(fer_path: Path, fer_lines: np.ndarray, votes: FerPlusVotes, t
         kinds[drop[0]] += 1
         dropped[i] = f"{fer_path}:{fer_lines[i]}: {drop[1]} ({votes.path}:{votes.lines[i]})"
     if kinds:
-        log.info("FER+ %s: %d rows without a label: %s", votes.path, len(dropped),
-                 ", ".join(f"{kind} {n}" for kind, n in kinds.items()))
+        log.info(
+            "FER+ %s: %d rows without a label: %s",
+            votes.path,
+            len(dropped),
+            ", ".join(f"{kind} {n}" for kind, n in kinds.items()),
+        )
     return FerPlusLabels(labels, labels >= 0, dropped, kinds)
 
 

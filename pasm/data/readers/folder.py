@@ -3,9 +3,10 @@
 Bad input: a missing root -> FileNotFoundError naming it; a class folder that is neither a class
 name, an alias nor a class_map key -> ValueError naming the folder (it would silently lose data);
 no image at all -> ValueError. Hidden files and folders are ignored; other files in a class
-folder without an image extension (IMAGE_SUFFIXES: .txt, .heic, ...) and subfolders of a class
-folder are not read but listed in ReaderOutput.ignored, which pasm/data/faces.py counts by
-extension. Images are not decoded here; pasm/data/faces.py skips and counts undecodable files.
+folder without an image extension (not in pasm.data.decode.IMAGE_SUFFIXES: .txt, .heic, ...) and
+subfolders of a class folder are not read but listed in ReaderOutput.ignored, which
+pasm/data/faces.py counts by extension. Images are not decoded here; pasm/data/faces.py skips and
+counts undecodable files.
 """
 
 from __future__ import annotations
@@ -13,12 +14,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterator
 
+from pasm.data.decode import IMAGE_SUFFIXES
 from pasm.data.labels import ALIASES, CLASSES
-from pasm.data.readers.records import Record, ReaderOutput, require_dir
+from pasm.data.readers.records import ReaderOutput, Record, require_dir
 
-__all__ = ["IMAGE_SUFFIXES", "Record", "image_files", "other_entries", "read_folder", "read_folder_dataset"]
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
+__all__ = ["Record", "image_files", "other_entries", "read_folder", "read_folder_dataset"]
 
 
 def _class_index(folder: Path, class_map: dict[str, str]) -> int:
@@ -46,7 +46,8 @@ def image_files(folder: Path) -> Iterator[Path]:
 
 
 def other_entries(folder: Path) -> list[str]:
-    """Sorted non-hidden entries of folder that image_files passes over: other files, and subfolders (with a /)."""
+    """Sorted non-hidden entries of folder that image_files passes over: other files, and subfolders
+    (with a /)."""
     return [
         f"{entry}/" if entry.is_dir() else str(entry)
         for entry in sorted(folder.iterdir())
@@ -65,7 +66,9 @@ def read_folder_dataset(root: str | Path, class_map: dict[str, str] | None = Non
         for class_dir in _visible_dirs(split_dir):
             label = _class_index(class_dir, class_map)
             label_map[class_dir.name] = CLASSES[label]
-            records.extend(Record(str(image), split_dir.name, label, path=image) for image in image_files(class_dir))
+            records.extend(
+                Record(str(image), split_dir.name, label, path=image) for image in image_files(class_dir)
+            )
             ignored.extend(other_entries(class_dir))
     if not records:
         raise ValueError(f"{root}: no images found in the <split>/<class>/<image> layout")

@@ -26,8 +26,8 @@ from typing import Callable
 
 from pasm.data.labels import CLASSES
 from pasm.data.readers.records import (
-    Record,
     ReaderOutput,
+    Record,
     check_missing,
     data_lines,
     missing_image_note,
@@ -84,7 +84,9 @@ def _int_label(text: str, where: str, valid: range, what: str) -> int:
         raise ValueError(f"{where}: cannot parse {what} label {text!r} (expected an integer)")
     value = int(text)
     if value not in valid:
-        raise ValueError(f"{where}: unknown {what} label value {value} (expected {valid.start}-{valid.stop - 1})")
+        raise ValueError(
+            f"{where}: unknown {what} label value {value} (expected {valid.start}-{valid.stop - 1})"
+        )
     return value
 
 
@@ -147,21 +149,33 @@ def _parse_pose_line(text: str, where: str) -> tuple[Key, int]:
     return _key(match), _int_label(entry.group(1), where, range(0, 7), "RAF order 0-6") + 1
 
 
-def _list_path(path: str | Path, root: Path) -> Path:
-    """A list file as given, else relative to root; FileNotFoundError naming both when absent."""
-    path = Path(path)
+def resolve_list_path(given: str | Path, root: str | Path) -> Path | None:
+    """Where a RAF-DB list file option points: the path as given if it is a file, else the path
+    relative to the data set root if that is a file, else None; the reader and the config check use it."""
+    path = Path(given)
     if path.is_file():
         return path
-    if not path.is_absolute() and (root / path).is_file():
-        return root / path
-    tried = f"{path}" if path.is_absolute() else f"{path} or {root / path}"
+    if not path.is_absolute() and (Path(root) / path).is_file():
+        return Path(root) / path
+    return None
+
+
+def _list_path(given: str | Path, root: Path) -> Path:
+    """The list file `resolve_list_path` finds; FileNotFoundError naming where it looked when absent."""
+    path = resolve_list_path(given, root)
+    if path is not None:
+        return path
+    given = Path(given)
+    tried = f"{given}" if given.is_absolute() else f"{given} or {root / given}"
     raise FileNotFoundError(f"RAF-DB list file not found: {tried}")
 
 
 LineParser = Callable[[str, str], tuple[Key, int]]
 
 
-def _read_subset(path: Path, parse: LineParser, entries: dict[Key, _Entry], index: dict[Key, int]) -> list[int]:
+def _read_subset(
+    path: Path, parse: LineParser, entries: dict[Key, _Entry], index: dict[Key, int]
+) -> list[int]:
     """Record indices of a list file's entries, each checked against the label file."""
     seen: dict[Key, tuple[str, str]] = {}
     rows: set[int] = set()
@@ -170,7 +184,9 @@ def _read_subset(path: Path, parse: LineParser, entries: dict[Key, _Entry], inde
         key, raf_label = parse(text, where)
         if key in seen:
             if seen[key][0] != text:
-                raise ValueError(f"{where}: {text!r} names the image already listed differently at {seen[key][1]}")
+                raise ValueError(
+                    f"{where}: {text!r} names the image already listed differently at {seen[key][1]}"
+                )
             continue
         seen[key] = (text, where)
         _check_list_entry(key, raf_label, where, entries)
@@ -184,7 +200,9 @@ def _read_subset(path: Path, parse: LineParser, entries: dict[Key, _Entry], inde
 def _check_list_entry(key: Key, raf_label: int, where: str, entries: dict[Key, _Entry]) -> None:
     """ValueError unless the entry is a test image of the label file with the same label."""
     if key[0] != "test":
-        raise ValueError(f"{where}: {key[0]} image number {key[1]} is not a test image; subsets are of the test split")
+        raise ValueError(
+            f"{where}: {key[0]} image number {key[1]} is not a test image; subsets are of the test split"
+        )
     entry = entries.get(key)
     if entry is None:
         raise ValueError(f"{where}: test image number {key[1]} is not in the label file")
@@ -213,10 +231,15 @@ def read_rafdb(
         raise FileNotFoundError(f"RAF-DB image folder {image_dir} not found (images={images!r})")
     entries = _read_label_file(label_file)
     records, index, skipped = _build_records(entries, image_dir, images)
-    check_missing(skipped, len(entries), f"RAF-DB {label_file}", f"check the root and images={images!r} ({image_dir})")
+    check_missing(
+        skipped, len(entries), f"RAF-DB {label_file}", f"check the root and images={images!r} ({image_dir})"
+    )
     subsets: dict[str, list[int]] = {}
-    lists = {"occlusion": (occlusion_list, _parse_occlusion_line), "pose30": (pose30_list, _parse_pose_line),
-             "pose45": (pose45_list, _parse_pose_line)}
+    lists = {
+        "occlusion": (occlusion_list, _parse_occlusion_line),
+        "pose30": (pose30_list, _parse_pose_line),
+        "pose45": (pose45_list, _parse_pose_line),
+    }
     for name, (given, parse) in lists.items():
         if given is not None:
             subsets[name] = _read_subset(_list_path(given, root), parse, entries, index)

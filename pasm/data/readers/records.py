@@ -78,7 +78,9 @@ def check_missing(skipped: list[str], total: int, what: str, hint: str) -> None:
     """Log counted skips; raise FileNotFoundError when too many listed images are missing."""
     if not skipped:
         return
-    log.warning("%s: %d of %d listed images not found, skipped (first: %s)", what, len(skipped), total, skipped[0])
+    log.warning(
+        "%s: %d of %d listed images not found, skipped (first: %s)", what, len(skipped), total, skipped[0]
+    )
     if total and len(skipped) > MAX_MISSING_FRACTION * total:
         raise FileNotFoundError(
             f"{what}: {len(skipped)} of {total} listed images are missing "
@@ -93,7 +95,9 @@ def data_lines(path: Path) -> Iterator[tuple[int, str]]:
             try:
                 text = raw.decode("utf-8-sig" if number == 1 else "utf-8").strip()
             except UnicodeDecodeError:
-                raise ValueError(f"{path}:{number}: cannot parse: not UTF-8 text (is this the right file?)") from None
+                raise ValueError(
+                    f"{path}:{number}: cannot parse: not UTF-8 text (is this the right file?)"
+                ) from None
             if text:
                 yield number, text
 

@@ -1,4 +1,5 @@
-"""CSV files read whole with pandas as strings (FER2013's and FER+'s), with failures that name the file and line."""
+"""CSV files read whole with pandas as strings (FER2013's and FER+'s), with failures that name the file
+and line."""
 
 from __future__ import annotations
 
@@ -15,21 +16,31 @@ FIRST_DATA_LINE = 2  # line 1 is the header
 
 
 def _parser_message(path: Path, exc: pd.errors.ParserError) -> str:
-    """pandas' parser error as "file:line: cannot parse ..." (pandas counts lines from 1, the header included)."""
+    """pandas' parser error as "file:line: cannot parse ..." (pandas counts lines from 1, the header
+    included)."""
     text = str(exc).strip().replace("Error tokenizing data. C error: ", "")
     line = re.search(r"\bin line (\d+)", text)
-    return f"{path}:{line.group(1)}: cannot parse the CSV: {text}" if line else f"{path}: cannot parse the CSV: {text}"
+    return (
+        f"{path}:{line.group(1)}: cannot parse the CSV: {text}"
+        if line
+        else f"{path}: cannot parse the CSV: {text}"
+    )
 
 
 def csv_table(path: Path, columns: Sequence[str], what: str) -> pd.DataFrame:
     """pandas' parse of the file, every field a string and blank lines kept as empty rows (so row i is
-    line i + 2); its failures (empty, truncated or mislabelled .gz, bad rows, not text) as ValueErrors naming it."""
+    line i + 2); its failures (empty, truncated or mislabelled .gz, bad rows, not text) as ValueErrors
+    naming it."""
     try:
         return pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=False)
     except pd.errors.EmptyDataError:
-        raise ValueError(f"{path}: empty file; expected the header {','.join(columns)} and data rows") from None
+        raise ValueError(
+            f"{path}: empty file; expected the header {','.join(columns)} and data rows"
+        ) from None
     except (EOFError, zlib.error) as exc:
-        raise ValueError(f"{path}: truncated or damaged compressed file ({exc}); copy or download it again") from None
+        raise ValueError(
+            f"{path}: truncated or damaged compressed file ({exc}); copy or download it again"
+        ) from None
     except gzip.BadGzipFile as exc:
         raise ValueError(f"{path}: not a gzip file although its name ends in .gz ({exc})") from None
     except pd.errors.ParserError as exc:

@@ -1,4 +1,4 @@
-"""Peak resident memory of one pipeline stage, run alone in a fresh Python process.
+"""Peak resident memory of one pipeline stage, run alone in a fresh Python process (benchmarks/memory.py).
 
 The child reads its own high-water mark (VmHWM in /proc/self/status: per address space, so it
 starts afresh at exec, unlike getrusage's ru_maxrss, which a forked child inherits from its parent).
@@ -31,8 +31,14 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def measure(target: str, kwargs: dict[str, Any], *, threads: int | None = None, log_path: str | Path | None = None,
-            timeout: float | None = None) -> dict[str, float]:
+def measure(
+    target: str,
+    kwargs: dict[str, Any],
+    *,
+    threads: int | None = None,
+    log_path: str | Path | None = None,
+    timeout: float | None = None,
+) -> dict[str, float]:
     """Run ``target`` ("module:function") with keyword arguments ``kwargs`` (JSON values) in a child
     Python; returns its peak resident MiB and wall seconds. The child's output goes to ``log_path``."""
     env = dict(os.environ)
@@ -41,8 +47,14 @@ def measure(target: str, kwargs: dict[str, Any], *, threads: int | None = None, 
     spec = json.dumps({"target": target, "kwargs": kwargs})
     out = open(log_path, "w") if log_path else subprocess.DEVNULL
     try:
-        proc = subprocess.run([sys.executable, "-m", "pasm.workflow.peak_memory", spec], env=env, stdout=subprocess.PIPE,
-                              stderr=out, text=True, timeout=timeout)
+        proc = subprocess.run(
+            [sys.executable, __file__, spec],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=out,
+            text=True,
+            timeout=timeout,
+        )
     finally:
         if log_path:
             out.close()
@@ -50,7 +62,7 @@ def measure(target: str, kwargs: dict[str, Any], *, threads: int | None = None, 
     if proc.returncode != 0 or not lines:
         where = f"; see {log_path}" if log_path else ""
         raise RuntimeError(f"stage {target} failed with exit code {proc.returncode}{where}")
-    return json.loads(lines[-1][len(MARK):])
+    return json.loads(lines[-1][len(MARK) :])
 
 
 def _child(spec: str) -> None:
@@ -67,8 +79,11 @@ def _child(spec: str) -> None:
     fn = getattr(importlib.import_module(module), name)
     t0 = time.perf_counter()
     fn(**job["kwargs"])
-    print(MARK + json.dumps({"peak_mb": round(peak_rss_mb(), 1), "seconds": round(time.perf_counter() - t0, 2)}),
-          flush=True)
+    print(
+        MARK
+        + json.dumps({"peak_mb": round(peak_rss_mb(), 1), "seconds": round(time.perf_counter() - t0, 2)}),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
-"""How a model's training faces were made, recorded in the model file so prediction can prepare photographs alike.
+"""How a data set's faces were made, recorded in faces.h5 and model files to prepare photographs alike.
 
-A model file's ``meta["alignment"]`` (written by `face_preparation` at training time) holds:
+`pasm.data.faces.build_faces` writes it (`face_preparation`) as faces.h5's ``attrs["preparation"]``;
+training copies it into a model file's ``meta["alignment"]``. It holds:
 
 * ``format``, ``image_size``: the data set's reader and the side of the faces the network saw;
 * ``source``: ``"pre-aligned"`` when the data set came already cropped (FER2013, CK+48, RAF-DB's
   aligned images, folders, the demo) and pasm only resized it, or ``"aligned"`` when pasm detected
-  and aligned photographs itself (RAF-DB originals, original CK+);
+  and aligned photographs itself (RAF-DB originals, original CK+) or aligned them with the data
+  set's landmarks or boxes (AffectNet);
 * ``settings``: the `AlignSettings` used for aligned data, and the ones prediction applies to
   photographs in either case. Pre-aligned crops were made by the data set's authors: for FER2013
   and CK+48 the ``fer2013`` template reproduces their framing (measured on FER2013, see
@@ -18,7 +20,6 @@ A model file's ``meta["alignment"]`` (written by `face_preparation` at training 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 from pasm.data.align import AlignSettings
@@ -32,32 +33,20 @@ CROP_TEMPLATES = {"fer2013": "fer2013", "ckplus": "fer2013"}
 """Template that matches the framing of a reader's pre-aligned crops (FER2013's 48 px faces, CK+48's)."""
 
 
-def _pre_aligned(ds: dict[str, Any]) -> bool:
-    """Whether the data set's reader hands over already cropped faces (only resized) rather than photographs."""
-    fmt = ds["format"]
-    if fmt == "rafdb":
-        return (ds.get("rafdb") or {}).get("images", "aligned") == "aligned"
-    if fmt == "ckplus":
-        return not (Path(ds["root"]) / "cohn-kanade-images").is_dir()  # the reader's own layout test
-    if fmt == "affectnet":
-        return False  # photos, aligned by pasm from the release's landmarks (or cropped with its boxes)
-    return True  # fer2013, folder, demo
-
-
-def face_preparation(ds: dict[str, Any]) -> dict[str, Any]:
-    """The complete alignment record of a model trained on data set block `ds` (see the module docstring)."""
-    align = {k: v for k, v in (ds.get("align") or {}).items() if k != "batch_size"}
-    pre_aligned = _pre_aligned(ds)
-    if pre_aligned and ds["format"] in CROP_TEMPLATES:
-        align["template"] = CROP_TEMPLATES[ds["format"]]
-    settings = AlignSettings(size=ds["image_size"], **align)
+def face_preparation(fmt: str, image_size: int, align: dict[str, Any], pre_aligned: bool) -> dict[str, Any]:
+    """The complete preparation record of faces of reader `fmt` at `image_size`, aligned with `align`
+    (the data set's align block) or, when `pre_aligned`, only resized (see the module docstring)."""
+    align = {k: v for k, v in (align or {}).items() if k != "batch_size"}
+    if pre_aligned and fmt in CROP_TEMPLATES:
+        align["template"] = CROP_TEMPLATES[fmt]
+    settings = AlignSettings(size=image_size, **align)
     return {
         "version": CARD_VERSION,
-        "format": ds["format"],
-        "image_size": ds["image_size"],
+        "format": fmt,
+        "image_size": image_size,
         "source": "pre-aligned" if pre_aligned else "aligned",
         "settings": settings.to_dict(),
-        "grey": ds["format"] in GREY_FORMATS,
+        "grey": fmt in GREY_FORMATS,
     }
 
 
@@ -85,7 +74,10 @@ def stored_preparation(meta: dict[str, Any]) -> dict[str, Any]:
         "grey": fmt in GREY_FORMATS,
     }
     log.warning(
-        "model file has no complete alignment record (format %r, %d px): assuming template %r "
-        "and %s input", fmt, size, guess["settings"]["template"], "greyscale" if guess["grey"] else "colour",
+        "model file has no complete alignment record (format %r, %d px): assuming template %r and %s input",
+        fmt,
+        size,
+        guess["settings"]["template"],
+        "greyscale" if guess["grey"] else "colour",
     )
     return guess

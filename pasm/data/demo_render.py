@@ -1,4 +1,4 @@
-"""Embedded synthetic demo data set: cartoon faces whose expression lives in local regions.
+"""Procedural cartoon faces for the demo data set, their expression drawn in local facial regions.
 
 Each of the seven expressions is encoded redundantly over four facial regions (brows, eyes,
 nose, mouth) so that hiding any single region still leaves every pair of classes separable,
@@ -9,20 +9,12 @@ Everything is drawn with PIL at 4x resolution and downsampled, and is determinis
 
 from __future__ import annotations
 
-import csv
 import functools
-import json
 import math
-import os
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from pasm.data.atomic import atomic_path
 from pasm.data.labels import CLASSES, NUM_CLASSES
 
 REGIONS: tuple[str, ...] = ("brows", "eyes", "nose", "mouth")
@@ -30,8 +22,7 @@ REGIONS: tuple[str, ...] = ("brows", "eyes", "nose", "mouth")
 
 CLASS_CODES: dict[str, dict[str, str]] = {
     "angry": {"brows": "lowered_v", "eyes": "narrow", "nose": "plain", "mouth": "tight"},
-    "disgust": {"brows": "lowered_flat", "eyes": "normal", "nose": "wrinkled",
-                "mouth": "raised_lip"},
+    "disgust": {"brows": "lowered_flat", "eyes": "normal", "nose": "wrinkled", "mouth": "raised_lip"},
     "fear": {"brows": "raised_inner", "eyes": "wide", "nose": "plain", "mouth": "stretched"},
     "happy": {"brows": "neutral", "eyes": "smiling", "nose": "plain", "mouth": "smile"},
     "sad": {"brows": "raised_inner", "eyes": "normal", "nose": "plain", "mouth": "frown"},
@@ -40,19 +31,8 @@ CLASS_CODES: dict[str, dict[str, str]] = {
 }
 """Feature state of every region per class; any two classes differ in at least two regions."""
 
-SPLITS: tuple[str, ...] = ("train", "val", "test", "occlusion")
-"""Splits written by write_demo_dataset, in manifest order."""
-
-DEFAULT_PER_CLASS: dict[str, int] = {"train": 300, "val": 50, "test": 100, "occlusion": 100}
-"""Images per class per split of the default demo set."""
-
-MANIFEST_NAME = "manifest.csv"
-MANIFEST_COLUMNS: tuple[str, ...] = (
-    "path", "split", "label", "true_label", "noisy", "occluded_region")
-
 _SUPERSAMPLE = 4
 _MIN_SIZE = 32
-_MIN_JOBS_PER_WORKER = 200  # helper processes only pay off for sets larger than this
 
 # Geometry of the feature states.  Vertical quantities are in units of the face half-height b,
 # horizontal ones in units of the face half-width a, both relative to the face centre (y down).
@@ -94,13 +74,33 @@ _REGION_V: dict[str, tuple[float, float]] = {
 _MOUTH_LINE = 0.70  # mouth centre below the eye line (b units)
 
 _SKIN_TONES = np.array(
-    [(255, 224, 196), (241, 194, 167), (224, 172, 138), (198, 134, 99), (161, 102, 68),
-     (118, 74, 48), (86, 56, 38)], dtype=np.float64)
+    [
+        (255, 224, 196),
+        (241, 194, 167),
+        (224, 172, 138),
+        (198, 134, 99),
+        (161, 102, 68),
+        (118, 74, 48),
+        (86, 56, 38),
+    ],
+    dtype=np.float64,
+)
 _HAIR_COLOURS = np.array(
-    [(20, 16, 14), (54, 36, 24), (96, 64, 38), (150, 110, 62), (214, 182, 120),
-     (160, 70, 36), (150, 150, 150), (230, 228, 220)], dtype=np.float64)
+    [
+        (20, 16, 14),
+        (54, 36, 24),
+        (96, 64, 38),
+        (150, 110, 62),
+        (214, 182, 120),
+        (160, 70, 36),
+        (150, 150, 150),
+        (230, 228, 220),
+    ],
+    dtype=np.float64,
+)
 _IRIS_COLOURS = np.array(
-    [(60, 40, 25), (100, 70, 40), (60, 110, 160), (70, 120, 80), (30, 25, 25)], dtype=np.float64)
+    [(60, 40, 25), (100, 70, 40), (60, 110, 160), (70, 120, 80), (30, 25, 25)], dtype=np.float64
+)
 
 
 def _rgb(c: np.ndarray | tuple[float, ...]) -> tuple[int, int, int, int]:
@@ -176,20 +176,26 @@ class _Face:
         out[:, 1] = self.oy + self.rs * x + self.rc * y
         return out.ravel().tolist()
 
-    def stroke(self, d: ImageDraw.ImageDraw, u: np.ndarray, v: np.ndarray, thickness_b: float,
-               fill: tuple[int, int, int, int]) -> None:
+    def stroke(
+        self,
+        d: ImageDraw.ImageDraw,
+        u: np.ndarray,
+        v: np.ndarray,
+        thickness_b: float,
+        fill: tuple[int, int, int, int],
+    ) -> None:
         """Draw a smooth thick curve as one ribbon polygon (much cheaper than curved joints)."""
         x = np.asarray(u, dtype=np.float64) * self.a
         y = np.asarray(v, dtype=np.float64) * self.b + self.dy
-        p = np.column_stack([self.ox + self.rc * x - self.rs * y,
-                             self.oy + self.rs * x + self.rc * y])
+        p = np.column_stack([self.ox + self.rc * x - self.rs * y, self.oy + self.rs * x + self.rc * y])
         tangent = np.empty_like(p)
         tangent[1:-1] = p[2:] - p[:-2]
         tangent[0] = p[1] - p[0]
         tangent[-1] = p[-1] - p[-2]
         normal = np.column_stack([-tangent[:, 1], tangent[:, 0]])
         normal *= (0.5 * max(1.0, thickness_b * self.b * self.k)) / np.maximum(
-            np.linalg.norm(normal, axis=1, keepdims=True), 1e-9)
+            np.linalg.norm(normal, axis=1, keepdims=True), 1e-9
+        )
         d.polygon(np.concatenate([p + normal, (p - normal)[::-1]]).ravel().tolist(), fill=fill)
 
     def width(self, frac_b: float) -> int:
@@ -201,16 +207,19 @@ class _Face:
         cos, sin = _unit_circle(n)
         return self.pts((u0 + u1) / 2 + (u1 - u0) / 2 * cos, (v0 + v1) / 2 + (v1 - v0) / 2 * sin)
 
-    def rect(self, u0: float, v0: float, u1: float, v1: float,
-             radius_b: float = 0.0) -> list[float]:
+    def rect(self, u0: float, v0: float, u1: float, v1: float, radius_b: float = 0.0) -> list[float]:
         """Polygon of a face-coordinate rectangle with corners rounded by radius_b half-heights."""
         r = min(radius_b * self.b, (u1 - u0) * self.a / 2, (v1 - v0) * self.b / 2)
         if r <= 0:
             return self.pts([u0, u1, u1, u0], [v0, v0, v1, v1])
         ru, rv = r / self.a, r / self.b
         us, vs = [], []
-        for cu, cv, start in ((u1 - ru, v1 - rv, 0), (u0 + ru, v1 - rv, 90),
-                              (u0 + ru, v0 + rv, 180), (u1 - ru, v0 + rv, 270)):
+        for cu, cv, start in (
+            (u1 - ru, v1 - rv, 0),
+            (u0 + ru, v1 - rv, 90),
+            (u0 + ru, v0 + rv, 180),
+            (u1 - ru, v0 + rv, 270),
+        ):
             ang = np.radians(start + _QUARTER)
             us.append(cu + ru * np.cos(ang))
             vs.append(cv + rv * np.sin(ang))
@@ -230,14 +239,18 @@ def _draw_head(d: ImageDraw.ImageDraw, f: _Face, rng: np.random.Generator) -> No
         d.polygon(f.ellipse(-1.1, -1.2, 1.1, 0.1, 40), fill=hair)
     if f.hair_style != 1:
         for side in (-1, 1):
-            d.polygon(f.ellipse(side * 0.88, -0.15, side * 1.12, 0.28, 16),
-                      fill=_rgb(f.skin * 0.93))
+            d.polygon(f.ellipse(side * 0.88, -0.15, side * 1.12, 0.28, 16), fill=_rgb(f.skin * 0.93))
     d.polygon(f.ellipse(-1, -1, 1, 1, 48), fill=_rgb(f.skin))
     # Fringe: stays above v = -0.66 so it never touches the brows.
     if f.hair_style == 3:  # side parting
         side = 1 if rng.random() < 0.5 else -1
-        d.polygon(f.pts([side * -1.05, side * 0.2, side * 1.05, side * 1.05, side * -1.05],
-                        [-0.72, -0.68, -0.95, -1.3, -1.3]), fill=hair)
+        d.polygon(
+            f.pts(
+                [side * -1.05, side * 0.2, side * 1.05, side * 1.05, side * -1.05],
+                [-0.72, -0.68, -0.95, -1.3, -1.3],
+            ),
+            fill=hair,
+        )
     else:
         low = rng.uniform(-0.74, -0.67)
         d.polygon(f.ellipse(-1.02, low - 0.8, 1.02, low, 40), fill=hair)
@@ -257,13 +270,18 @@ def _draw_brows(d: ImageDraw.ImageDraw, f: _Face, state: str, t: float) -> None:
     inner = f.eye_x - f.brow_len - knit
     u = inner + (2 * f.brow_len + knit) * s
     for side in (-1, 1):
-        d.polygon(f.pts(np.concatenate([side * u, side * u[::-1]]),
-                        np.concatenate([centre - half_th, (centre + half_th)[::-1]])),
-                  fill=_rgb(f.brow_colour))
+        d.polygon(
+            f.pts(
+                np.concatenate([side * u, side * u[::-1]]),
+                np.concatenate([centre - half_th, (centre + half_th)[::-1]]),
+            ),
+            fill=_rgb(f.brow_colour),
+        )
 
 
-def _clipped_disc(u_c: float, v_c: float, r_u: float, r_v: float, us: np.ndarray,
-                  upper: np.ndarray, lower: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+def _clipped_disc(
+    u_c: float, v_c: float, r_u: float, r_v: float, us: np.ndarray, upper: np.ndarray, lower: np.ndarray
+) -> tuple[np.ndarray, np.ndarray] | None:
     """Outline of a disc clipped to the region between two lid curves, or None if hidden."""
     uu = np.linspace(max(u_c - r_u, us[0]), min(u_c + r_u, us[-1]), 15)
     half = r_v * np.sqrt(np.clip(1.0 - ((uu - u_c) / r_u) ** 2, 0.0, 1.0))
@@ -294,8 +312,10 @@ def _draw_eyes(d: ImageDraw.ImageDraw, f: _Face, state: str, t: float, gaze: flo
         lower = f.eye_y + lo * bump
         upper = np.minimum(f.eye_y - up * bump + droop * 0.5 * (1.0 - side * s), lower)
         if float(np.max(lower - upper)) * f.b > 1.0:
-            d.polygon(f.pts(np.concatenate([us, us[::-1]]), np.concatenate([upper, lower[::-1]])),
-                      fill=(250, 248, 244, 255))
+            d.polygon(
+                f.pts(np.concatenate([us, us[::-1]]), np.concatenate([upper, lower[::-1]])),
+                fill=(250, 248, 244, 255),
+            )
             iu = side * f.eye_x + gaze * 0.25 * f.eye_w
             iv = f.eye_y + 0.2 * (lo - up)
             for radius, colour in ((r_px, _rgb(f.iris)), (0.45 * r_px, (10, 8, 8, 255))):
@@ -328,8 +348,7 @@ def _draw_nose(d: ImageDraw.ImageDraw, f: _Face, state: str, t: float) -> None:
             f.stroke(d, cs * half, y0 + v - 0.025 * (1 - cs**2), 0.03, crease)
 
 
-def _draw_mouth(d: ImageDraw.ImageDraw, f: _Face, state: str, t: float, side: int,
-                smile_open: float) -> None:
+def _draw_mouth(d: ImageDraw.ImageDraw, f: _Face, state: str, t: float, side: int, smile_open: float) -> None:
     """Draw the mouth from a parametric lip model interpolated from the flat mouth by t."""
     neutral = np.asarray(_MOUTHS["flat"])
     target = np.asarray(_MOUTHS[state], dtype=np.float64).copy()
@@ -346,11 +365,15 @@ def _draw_mouth(d: ImageDraw.ImageDraw, f: _Face, state: str, t: float, side: in
     lip_th = f.lip_th * lip_scale
     lip = _rgb(f.lip)
     if float(np.max(lower - upper)) * f.b > 2.0:
-        d.polygon(f.pts(np.concatenate([us, us[::-1]]), np.concatenate([upper, lower[::-1]])),
-                  fill=(55, 18, 24, 255))
+        d.polygon(
+            f.pts(np.concatenate([us, us[::-1]]), np.concatenate([upper, lower[::-1]])),
+            fill=(55, 18, 24, 255),
+        )
         teeth = np.minimum(upper + 0.045, lower)  # upper teeth just under the upper lip
-        d.polygon(f.pts(np.concatenate([us, us[::-1]]), np.concatenate([upper, teeth[::-1]])),
-                  fill=(236, 232, 222, 255))
+        d.polygon(
+            f.pts(np.concatenate([us, us[::-1]]), np.concatenate([upper, teeth[::-1]])),
+            fill=(236, 232, 222, 255),
+        )
         f.stroke(d, us, lower, lip_th, lip)
     f.stroke(d, us, upper, lip_th, lip)
 
@@ -394,8 +417,11 @@ def _draw_occluder(d: ImageDraw.ImageDraw, f: _Face, region: str, rng: np.random
             d.polygon(f.rect(side * f.eye_x - half, v0, side * f.eye_x + half, v1, 0.05), fill=fill)
         d.polygon(f.rect(-f.eye_x, v0 + 0.02, f.eye_x, v0 + 0.07), fill=fill)
         for side in (-1, 1):
-            d.line(f.pts([side * (f.eye_x + half), side * 1.02], [v0 + 0.04, v0 + 0.02]),
-                   fill=fill, width=f.width(0.03))
+            d.line(
+                f.pts([side * (f.eye_x + half), side * 1.02], [v0 + 0.04, v0 + 0.02]),
+                fill=fill,
+                width=f.width(0.03),
+            )
         return
     d.polygon(f.rect(u0, v0, u1, v1, 0.3 * min(v1 - v0, (u1 - u0) * f.a / f.b)), fill=fill)
     if kind == 0:
@@ -441,7 +467,7 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     return bg
 
 
-def _render_one(expression: int, occlude: int, seed: int, size: int) -> np.ndarray:
+def render_one(expression: int, occlude: int, seed: int, size: int) -> np.ndarray:
     """Render one face; the occluder uses its own stream so it never perturbs the face."""
     rng = np.random.default_rng([seed, 0])
     occ_rng = np.random.default_rng([seed, 1])
@@ -456,8 +482,9 @@ def _render_one(expression: int, occlude: int, seed: int, size: int) -> np.ndarr
     _draw_brows(d, f, codes["brows"], float(intens[0]))
     _draw_eyes(d, f, codes["eyes"], float(intens[1]), rng.uniform(-1, 1))
     _draw_nose(d, f, codes["nose"], float(intens[2]))
-    _draw_mouth(d, f, codes["mouth"], float(intens[3]), 1 if rng.random() < 0.5 else -1,
-                rng.uniform(0.0, 1.6))
+    _draw_mouth(
+        d, f, codes["mouth"], float(intens[3]), 1 if rng.random() < 0.5 else -1, rng.uniform(0.0, 1.6)
+    )
     if occlude >= 0:
         _draw_occluder(d, f, REGIONS[occlude], occ_rng)
 
@@ -483,7 +510,7 @@ def _render_one(expression: int, occlude: int, seed: int, size: int) -> np.ndarr
     return np.clip(img, 0, 255).round().astype(np.uint8)
 
 
-def _check_size(size: int) -> None:
+def check_size(size: int) -> None:
     """Reject image sizes at which the facial features would no longer be resolvable."""
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
         raise TypeError(f"size must be an int, got {type(size).__name__}")
@@ -491,20 +518,24 @@ def _check_size(size: int) -> None:
         raise ValueError(f"size must be >= {_MIN_SIZE} pixels, got {size}")
 
 
-def _image_seeds(rng: np.random.Generator, n: int) -> np.ndarray:
+def image_seeds(rng: np.random.Generator, n: int) -> np.ndarray:
     """Draw one independent seed per image, so images can be rendered in any order."""
     return rng.integers(0, 2**63 - 1, size=n, dtype=np.int64)
 
 
-def render_faces(expressions: np.ndarray, rng: np.random.Generator, size: int = 64,
-                 occlude_region: np.ndarray | None = None) -> np.ndarray:
+def render_faces(
+    expressions: np.ndarray,
+    rng: np.random.Generator,
+    size: int = 64,
+    occlude_region: np.ndarray | None = None,
+) -> np.ndarray:
     """Render synthetic faces of the given canonical class indices as uint8 (N, size, size, 3).
 
     occlude_region holds, per image, an index into REGIONS to hide under an occluder or -1.
     Each image draws one seed from rng, so the same rng state gives the same faces with or
     without occluders.
     """
-    _check_size(size)
+    check_size(size)
     expr = np.asarray(expressions)
     if expr.ndim != 1 or (expr.size and not np.issubdtype(expr.dtype, np.integer)):
         raise ValueError("expressions must be a 1-D integer array of class indices")
@@ -518,157 +549,8 @@ def render_faces(expressions: np.ndarray, rng: np.random.Generator, size: int = 
             raise ValueError("occlude_region must be an integer array shaped like expressions")
         if occ.size and (occ.min() < -1 or occ.max() >= len(REGIONS)):
             raise ValueError(f"occlude_region values must be -1 or in [0, {len(REGIONS) - 1}]")
-    seeds = _image_seeds(rng, expr.shape[0])
+    seeds = image_seeds(rng, expr.shape[0])
     out = np.empty((expr.shape[0], size, size, 3), dtype=np.uint8)
     for i in range(expr.shape[0]):
-        out[i] = _render_one(int(expr[i]), int(occ[i]), int(seeds[i]), size)
+        out[i] = render_one(int(expr[i]), int(occ[i]), int(seeds[i]), size)
     return out
-
-
-def _resolve_per_class(per_class: dict[str, int] | None) -> dict[str, int]:
-    """Merge per_class over the defaults, rejecting unknown splits and bad counts."""
-    counts = dict(DEFAULT_PER_CLASS)
-    if per_class is None:
-        return counts
-    unknown = [k for k in per_class if k not in SPLITS]
-    if unknown:
-        class_keys = [k for k in unknown if isinstance(k, str) and k.strip().lower() in CLASSES]
-        hint = (f" ({class_keys} are class names; per_class maps split names to images per class)"
-                if class_keys else "")
-        raise ValueError(f"unknown split name(s) in per_class: {unknown}{hint}; "
-                         f"known splits: {list(SPLITS)}")
-    for split, n in per_class.items():
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-            raise ValueError(f"per_class[{split!r}] must be a non-negative int, got {n!r}")
-        counts[split] = int(n)
-    return counts
-
-
-def _default_workers() -> int:
-    """Number of CPUs this process may use, capped at 4 (the writer's parallelism)."""
-    try:
-        n = len(os.sched_getaffinity(0))
-    except AttributeError:  # not available on every platform
-        n = os.cpu_count() or 1
-    return max(1, min(4, n))
-
-
-def _write_images(jobs: list[tuple[str, int, int, int]], size: int) -> None:
-    """Render and save (path, expression, occluded region, seed) jobs as PNG files."""
-    for path, expr, occ, seed in jobs:
-        Image.fromarray(_render_one(expr, occ, seed, size)).save(path, format="PNG")
-
-
-def _worker_main(job_file: str) -> None:
-    """Entry point of a helper interpreter: write the images listed in a JSON job file."""
-    with open(job_file, encoding="utf-8") as fh:
-        task = json.load(fh)
-    _write_images([tuple(job) for job in task["jobs"]], int(task["size"]))
-
-
-def _write_images_parallel(jobs: list[tuple[str, int, int, int]], size: int, workers: int) -> None:
-    """Share the jobs between this process and workers - 1 helper interpreters.
-
-    Helpers are plain `python -c` processes importing this module, which avoids the fork and
-    main-module re-import pitfalls of multiprocessing; each image depends only on its own
-    seed, so the output does not depend on how the jobs are shared.
-    """
-    parts = [jobs[i::workers] for i in range(workers)]
-    env = dict(os.environ)
-    package_parent = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
-    code = "import sys; from pasm.data.demo_faces import _worker_main; _worker_main(sys.argv[1])"
-    procs: list[subprocess.Popen[bytes]] = []
-    with tempfile.TemporaryDirectory(prefix="pasm-demo-") as tmp:
-        try:
-            for k, part in enumerate(parts[1:]):
-                job_file = os.path.join(tmp, f"jobs{k}.json")
-                with open(job_file, "w", encoding="utf-8") as fh:
-                    json.dump({"size": size, "jobs": part}, fh)
-                procs.append(subprocess.Popen([sys.executable, "-c", code, job_file], env=env,
-                                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
-            _write_images(parts[0], size)
-            failures = []
-            for proc in procs:
-                _, err = proc.communicate()
-                if proc.returncode != 0:
-                    failures.append(err.decode(errors="replace").strip()[-2000:])
-            if failures:
-                raise RuntimeError("demo image worker failed:\n" + "\n".join(failures))
-        finally:
-            for proc in procs:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
-
-
-def write_demo_dataset(root: str | Path, seed: int = 0, size: int = 64,
-                       per_class: dict[str, int] | None = None, label_noise: float = 0.03,
-                       *, workers: int | None = None) -> Path:
-    """Write the demo set as PNGs under root/<split>/<class>/ plus root/manifest.csv.
-
-    per_class overrides DEFAULT_PER_CLASS split by split (0 skips a split).  label_noise is the
-    fraction of train images filed under a wrong class.  workers (default: usable CPUs, at most
-    4) only changes speed, never the output.  The manifest is written last and atomically, so
-    its presence means the set is complete; returns its path.
-    """
-    _check_size(size)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    if not 0.0 <= float(label_noise) < 1.0:
-        raise ValueError(f"label_noise must lie in [0, 1), got {label_noise!r}")
-    if workers is None:
-        workers = _default_workers()
-    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
-        raise ValueError(f"workers must be a positive int, got {workers!r}")
-    counts = _resolve_per_class(per_class)
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    manifest = root / MANIFEST_NAME
-    manifest.unlink(missing_ok=True)  # an interrupted rewrite must not look complete
-
-    rows: list[tuple[str, str, str, str, bool, str]] = []
-    jobs: list[tuple[str, int, int, int]] = []
-    for split_idx, split in enumerate(SPLITS):
-        split_dir = root / split
-        if split_dir.is_dir():  # drop our own images from an earlier run
-            for old in split_dir.glob(f"*/{split}_*.png"):
-                old.unlink()
-        n_class = counts[split]
-        if n_class == 0:
-            continue
-        rng = np.random.default_rng([int(seed), split_idx])
-        n = n_class * NUM_CLASSES
-        truth = rng.permutation(np.repeat(np.arange(NUM_CLASSES), n_class))
-        occ = np.full(n, -1, dtype=np.int64)
-        if split == "occlusion":  # every image occluded; regions balanced within each class
-            for c in range(NUM_CLASSES):
-                pos = np.flatnonzero(truth == c)
-                occ[pos] = rng.permutation((np.arange(pos.size) + c * n_class) % len(REGIONS))
-        labels = truth.copy()
-        noisy = np.zeros(n, dtype=bool)
-        if split == "train" and label_noise > 0:
-            k = int(round(label_noise * n))
-            idx = rng.choice(n, size=k, replace=False)
-            labels[idx] = (truth[idx] + rng.integers(1, NUM_CLASSES, size=k)) % NUM_CLASSES
-            noisy[idx] = True
-        seeds = _image_seeds(rng, n)
-        for c in np.unique(labels):
-            (split_dir / CLASSES[c]).mkdir(parents=True, exist_ok=True)
-        for i in range(n):
-            rel = f"{split}/{CLASSES[labels[i]]}/{split}_{i:05d}.png"
-            jobs.append((str(root / rel), int(truth[i]), int(occ[i]), int(seeds[i])))
-            region = REGIONS[occ[i]] if occ[i] >= 0 else ""
-            rows.append((rel, split, CLASSES[labels[i]], CLASSES[truth[i]], bool(noisy[i]), region))
-
-    workers = min(int(workers), max(1, len(jobs) // _MIN_JOBS_PER_WORKER))
-    if workers > 1 and sys.executable:
-        _write_images_parallel(jobs, size, workers)
-    else:
-        _write_images(jobs, size)
-
-    with atomic_path(manifest) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(MANIFEST_COLUMNS)
-        writer.writerows(rows)
-    return manifest

@@ -1,0 +1,223 @@
+"""Stages of workflow/rules/search.smk: one shard of the point search, the gathered points, the masked
+images."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from pasm.data.h5store import POINT_FIELDS, read_faces, read_masked, read_table, write_table
+from pasm.data.labels import CLASSES
+from pasm.evaluate.plots import masked_grid
+from pasm.nn.inference import resolve_device
+from pasm.nn.models import file_sha256, load_model
+from pasm.search import SearchParams, find_points
+from pasm.train.masking import apply_masks
+from pasm.workflow.common import round_seed, train_rows
+from pasm.workflow.gpu_slots import gpu_slot, visible_devices_env
+
+log = logging.getLogger(__name__)
+
+SEARCH_BLOCK = 500
+"""Images searched together: memory holds this many (and their candidates), whatever the shard's
+size. Randomness is keyed by global index, so blocks do not change which pixels are found."""
+
+MASK_BLOCK = 512
+"""Faces masked per read and write: memory holds this many, whatever the training set's size."""
+
+
+def shard_rows(n_train: int, shard: int, n_shards: int) -> tuple[int, int]:
+    """Contiguous [start, stop) positions of shard `shard` (1-based) of n_shards over n_train items."""
+    if not 1 <= shard <= n_shards:
+        raise ValueError(f"shard {shard} is not in 1..{n_shards}")
+    return (shard - 1) * n_train // n_shards, shard * n_train // n_shards
+
+
+def parse_scatteritem(item: str) -> tuple[int, int]:
+    """'3-of-8' -> (3, 8), Snakemake's scatter item naming."""
+    try:
+        i, n = item.split("-of-")
+        return int(i), int(n)
+    except ValueError:
+        raise ValueError(f"scatter item {item!r} is not of the form '<i>-of-<n>'") from None
+
+
+def find_points_in_blocks(
+    model: torch.nn.Module,
+    images: Any,
+    labels: np.ndarray,
+    indices: np.ndarray,
+    *,
+    meta: dict[str, Any],
+    params: SearchParams,
+    device: str,
+    progress: bool,
+) -> dict[str, np.ndarray]:
+    """find_points over ``images`` (in memory or H5Rows) SEARCH_BLOCK images at a time; the
+    per-image results concatenated."""
+    parts = []
+    for s in range(0, max(len(labels), 1), SEARCH_BLOCK):  # an empty shard still gets its (empty) arrays
+        block = slice(s, s + SEARCH_BLOCK)
+        parts.append(
+            find_points(
+                model,
+                np.asarray(images[block]),
+                labels[block],
+                mean=meta["mean"],
+                std=meta["std"],
+                params=params,
+                device=device,
+                progress=progress,
+                indices=indices[block],
+            )
+        )
+        if progress and len(labels) > SEARCH_BLOCK:
+            log.info("searched %d of %d images", min(s + SEARCH_BLOCK, len(labels)), len(labels))
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def search_points(
+    *,
+    faces: str,
+    model: str,
+    points: str,
+    scatteritem: str,
+    r: int,
+    search: dict[str, Any],
+    train_split: str,
+    train_subset: int | None,
+    seed: int,
+    device: str = "cpu",
+    machine_gpus: int = 0,
+    gpu_lock_dir: str = "",
+    progress: bool = True,
+) -> None:
+    """Find the most sensitive pixel of each training image of one shard (Sec. 3.2) against round
+    r-1's ``model``, with the ``search`` block's strategy and budget."""
+    shard, n_shards = parse_scatteritem(scatteritem)
+    data = read_faces(faces)
+    rows = train_rows(data, train_split, train_subset, seed)
+    start, stop = shard_rows(len(rows), shard, n_shards)
+    sel = rows[start:stop]
+    with gpu_slot(device, int(machine_gpus), gpu_lock_dir or None) as gpu:
+        if gpu is not None:
+            os.environ.update(visible_devices_env(gpu))  # before CUDA initialises (resolve_device does)
+            log.info("shard %d/%d: claimed GPU %d", shard, n_shards, gpu)
+        torch_device = resolve_device(device)
+        net, meta = load_model(model, torch_device)
+        params = SearchParams.from_config(search, round_seed(seed, "search", r))
+        t0 = time.perf_counter()
+        found = find_points_in_blocks(
+            net,
+            data.images.subset(sel),
+            data.labels[sel],
+            np.arange(start, stop),
+            meta=meta,
+            params=params,
+            device=torch_device,
+            progress=progress,
+        )
+        seconds = time.perf_counter() - t0
+    table = {"index": sel.astype(np.int64), **{k: found[k] for k in POINT_FIELDS if k != "index"}}
+    n = len(sel)
+    log.info(
+        "shard %d/%d: %d images in %.1fs, %.0f queries/img, flipped %.1f%%, true-class prob %.3f -> %.3f",
+        shard,
+        n_shards,
+        n,
+        seconds,
+        table["queries"].mean() if n else 0,
+        100 * table["flipped"].mean() if n else 0,
+        table["prob_before"].mean() if n else 0,
+        table["prob_after"].mean() if n else 0,
+    )
+    attrs = {
+        "shard": shard,
+        "n_shards": n_shards,
+        "start": start,
+        "stop": stop,
+        "model_sha256": file_sha256(model),
+        "round": r,
+        "seconds": seconds,
+        "search": search,
+        "gpu": -1 if gpu is None else gpu,
+    }
+    write_table(points, table, attrs)
+
+
+def gather_points(
+    *,
+    shards: Sequence[str],
+    faces: str,
+    points: str,
+    train_split: str,
+    train_subset: int | None,
+    seed: int,
+) -> None:
+    """Concatenate the shards' tables and verify that every training image appears exactly once."""
+    parts, attrs = [], []
+    for p in shards:
+        table, a = read_table(p)
+        parts.append(table)
+        attrs.append(a)
+    table = {k: np.concatenate([t[k] for t in parts]) for k in POINT_FIELDS}
+    expected = train_rows(read_faces(faces, with_images=False), train_split, train_subset, seed)
+    order = np.argsort(table["index"], kind="stable")
+    table = {k: v[order] for k, v in table.items()}
+    idx = table["index"]
+    dup = np.unique(idx[1:][idx[1:] == idx[:-1]])
+    missing = np.setdiff1d(expected, idx)
+    extra = np.setdiff1d(idx, expected)
+    if dup.size or missing.size or extra.size:
+        raise ValueError(
+            f"points shards {list(map(str, shards))} do not cover the training set exactly once: "
+            f"{dup.size} duplicated (e.g. {dup[:5].tolist()}), {missing.size} missing "
+            f"(e.g. {missing[:5].tolist()}), {extra.size} not training rows (e.g. {extra[:5].tolist()})"
+        )
+    shas = {a["model_sha256"] for a in attrs}
+    if len(shas) != 1:
+        raise ValueError(f"points shards were searched against different models: {sorted(shas)}")
+    write_table(
+        points,
+        table,
+        {
+            "model_sha256": shas.pop(),
+            "n_shards": len(shards),
+            "search_seconds": sum(a["seconds"] for a in attrs),
+        },
+    )
+
+
+def masked_samples(
+    *, faces: str, points: str, masked: str, grid: str, ds: str, r: int, mask_size: int
+) -> None:
+    """Build the augmented training set: each image with its S x S patch (S = ``mask_size``) filled
+    with its point's RGB (Sec. 3.3, Alg. 1 l.6-7), read and written MASK_BLOCK faces at a time."""
+    data = read_faces(faces)
+    table, _ = read_table(points)
+    idx = table["index"]
+    blocks = (
+        apply_masks(data.images[idx[b]], table["x"][b], table["y"][b], table["rgb"][b], mask_size)
+        for b in (slice(s, s + MASK_BLOCK) for s in range(0, len(idx), MASK_BLOCK))
+    )
+    write_table(
+        masked,
+        {"labels": data.labels[idx], "index": idx, "x": table["x"], "y": table["y"], "rgb": table["rgb"]},
+        {"mask_size": mask_size, "round": r},
+        images=((len(idx), *data.images.shape[1:]), blocks),
+    )
+    masked_grid(
+        data.images.subset(idx),
+        read_masked(masked)["images"],
+        data.labels[idx],
+        table["x"],
+        table["y"],
+        CLASSES,
+        grid,
+        title=f"{ds} round {r}: masked training samples (S={mask_size})",
+    )
