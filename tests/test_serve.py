@@ -4,6 +4,7 @@ corrupt file, a photo without a face, bad requests; and its page driven by headl
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import os
 import shutil
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from pathlib import Path
@@ -78,12 +80,19 @@ def server(tmp_path_factory):
 
 
 def _post(url: str, body: bytes, content_type: str) -> tuple[int, dict]:
-    request = urllib.request.Request(url + "/predict", data=body, headers={"Content-Type": content_type})
+    """POST to /predict and read the answer, also when the server answers before reading the whole
+    body (an early 413) and closes the connection while it is still being sent, as curl does."""
+    parts = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
     try:
-        with urllib.request.urlopen(request, timeout=120) as reply:
-            return reply.status, json.loads(reply.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
+        try:
+            conn.request("POST", "/predict", body=body, headers={"Content-Type": content_type})
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the answer was sent before the server stopped reading: it is still to be read
+        reply = conn.getresponse()
+        return reply.status, json.loads(reply.read())
+    finally:
+        conn.close()
 
 
 def _multipart(name: str, data: bytes) -> tuple[bytes, str]:
