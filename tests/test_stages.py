@@ -143,5 +143,16 @@ def test_a_rules_names_are_its_stages_keywords():
         {"mask_sise": 9},
         {"ds": "demo", "r": "2"},
     )
-    with pytest.raises(TypeError, match="masked_samples takes no mask_sise"):
+    with pytest.raises(TypeError, match="its stage pasm.workflow.search.masked_samples takes no mask_sise"):
         stage_arguments(STAGES["masked_samples"], typo)
+    bound = _job(
+        "ablation_masked",
+        {"faces": "f.h5", "points": "p.h5"},
+        {"masked": "m.h5", "grid": "g.png"},
+        {"mask_size": 5},
+        {"ds": "demo", "variant": "mask_size_5"},
+    )
+    # r is bound to 1 by STAGES: the ablation rule has no r wildcard
+    assert stage_arguments(STAGES["ablation_masked"], bound)["ds"] == "demo"
+    with pytest.raises(TypeError, match="ablation_masked: its stage .*masked_samples takes no x"):
+        stage_arguments(STAGES["ablation_masked"], _job("ablation_masked", {"x": "f.h5"}, {}, {}, {}))

@@ -34,8 +34,6 @@ from pasm.nn.inference import resolve_device
 from pasm.nn.models import load_model
 from pasm.train.erasing import RandomErasing, class_activation_maps, erase_regions
 from pasm.workflow.common import train_rows
-from pasm.workflow.evaluate import score_model
-from pasm.workflow.search import masked_samples, search_points
 from pasm.workflow.train import StudentSettings, fit_student
 
 log = logging.getLogger(__name__)
@@ -154,44 +152,6 @@ def write_erased(
     log.info("adversarial erasing: %.1f%% of pixels erased on average", 100 * erased / max(total, 1))
 
 
-def ablation_seeded_points(
-    *,
-    faces: str,
-    model: str,
-    points: str,
-    search: dict[str, Any],
-    train_split: str,
-    train_subset: int | None,
-    seed: int,
-    device: str = "cpu",
-    machine_gpus: int = 0,
-    gpu_lock_dir: str = "",
-    progress: bool = True,
-) -> None:
-    """Round-1 points of pasm_seeded: the ``search`` block (strategy seeded) over the whole training
-    set in one job, against the round-0 ``model``."""
-    search_points(
-        faces=faces,
-        model=model,
-        points=points,
-        scatteritem="1-of-1",
-        r=1,
-        search=search,
-        train_split=train_split,
-        train_subset=train_subset,
-        seed=seed,
-        device=device,
-        machine_gpus=machine_gpus,
-        gpu_lock_dir=gpu_lock_dir,
-        progress=progress,
-    )
-
-
-def ablation_masked(*, faces: str, points: str, masked: str, grid: str, ds: str, mask_size: int) -> None:
-    """A variant's masked images: its own points (pasm_seeded) or its own mask side (mask_size_S)."""
-    masked_samples(faces=faces, points=points, masked=masked, grid=grid, ds=ds, r=1, mask_size=mask_size)
-
-
 def ablation_train(
     *,
     faces: str,
@@ -248,33 +208,6 @@ def ablation_train(
     table = read_masked(masked)
     start = init if v.learner == "cross_network" else round0
     fit_student(data, table["images"], table["labels"], table["index"], settings, init=start, **job)
-
-
-def ablation_evaluate(
-    *,
-    faces: str,
-    model: str,
-    metrics: str,
-    predictions: str,
-    confusion: str,
-    ds: str,
-    val_split: str | None,
-    eval_splits: Sequence[str],
-    device: str = "cpu",
-) -> dict[str, Any]:
-    """A variant's model scored like a round-1 model (score_model)."""
-    return score_model(
-        faces=faces,
-        model=model,
-        metrics=metrics,
-        predictions=predictions,
-        confusion=confusion,
-        ds=ds,
-        r=1,
-        val_split=val_split,
-        eval_splits=eval_splits,
-        device=device,
-    )
 
 
 # --------------------------------------------------------------------------- table

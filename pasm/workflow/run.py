@@ -19,6 +19,7 @@ import inspect
 import logging
 import sys
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable, Iterator
@@ -113,15 +114,16 @@ STAGES: MappingProxyType[str, Callable[..., Any]] = MappingProxyType(
         "round_decision": evaluate.round_decision,
         "final": evaluate.final,
         "comparison": evaluate.comparison,
-        "ablation_seeded_points": ablation.ablation_seeded_points,
-        "ablation_masked": ablation.ablation_masked,
-        "ablation_pretrain_cross": train.pretrain,  # the second backbone's round 0 is a pretraining
+        # The ablations' points, masks, second backbone and scores are made as PASM round 1's are.
+        "ablation_seeded_points": partial(search.search_points, scatteritem="1-of-1", r=1),
+        "ablation_masked": partial(search.masked_samples, r=1),
+        "ablation_pretrain_cross": train.pretrain,
         "ablation_train": ablation.ablation_train,
-        "ablation_evaluate": ablation.ablation_evaluate,
+        "ablation_evaluate": partial(evaluate.score_model, r=1),
         "ablation_table": ablation.ablation_table,
     }
 )
-"""Rule name -> stage function."""
+"""Rule name -> stage function (the ablations' partials fix what a rule of round 1 has as wildcards)."""
 
 
 def _files(named: Any, what: str, rule: str) -> dict[str, Any]:
@@ -158,7 +160,10 @@ def stage_arguments(stage: Callable[..., Any], job: Any) -> dict[str, Any]:
             kwargs[name] = int(value) if wanted in (int, "int") else value
     unknown = sorted(set(kwargs) - set(parameters))
     if unknown:
-        raise TypeError(f"rule {job.rule}: {stage.__module__}.{stage.__name__} takes no {', '.join(unknown)}")
+        fn = stage.func if isinstance(stage, partial) else stage
+        raise TypeError(
+            f"rule {job.rule}: its stage {fn.__module__}.{fn.__name__} takes no {', '.join(unknown)}"
+        )
     return kwargs
 
 
