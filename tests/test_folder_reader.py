@@ -1,6 +1,7 @@
 """The generic folder layout: labels, splits, aliases, bad input named; decoding and resizing in faces.h5."""
 
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -128,3 +129,30 @@ def test_strong_enlargements_and_unread_files_are_counted(tmp_path, caplog):
     )
     assert faces.attrs["ignored_by_extension"] == {"(folder)": 1, "(none)": 1, ".heic": 2, ".txt": 1}
     assert "5 files or folders not read" in caplog.text
+
+
+def test_broken_links_are_named_skips_not_files_of_another_extension(tmp_path, caplog):
+    folder = tmp_path / "train" / "sad"
+    _png(folder / "good.png")
+    (folder / "notes.txt").write_text("not an image")
+    os.symlink(tmp_path / "deleted.png", folder / "gone.png")
+    os.symlink(folder / "loop-b.png", folder / "loop-a.png")
+    os.symlink(folder / "loop-a.png", folder / "loop-b.png")
+    os.symlink(tmp_path / "deleted", tmp_path / "train" / "happy")  # a class folder that is a broken link
+    os.symlink("user@host.4242:1700000000", folder / ".#good.png")  # an editor's lock: hidden, not counted
+    with caplog.at_level(logging.WARNING):
+        output = read_folder_dataset(tmp_path)
+        faces = build_faces(output, 16, {})
+    assert [r.path.name for r in output.records] == ["good.png"]
+    assert output.ignored == [str(folder / "notes.txt")]
+    link = "broken symbolic link"
+    broken = [
+        f"{tmp_path / 'train' / 'happy'}: {link} (its target {tmp_path / 'deleted'} does not exist)",
+        f"{folder / 'gone.png'}: {link} (its target {tmp_path / 'deleted.png'} does not exist)",
+        f"{folder / 'loop-a.png'}: {link} (a loop of links)",
+        f"{folder / 'loop-b.png'}: {link} (a loop of links)",
+    ]
+    assert output.skipped == broken
+    assert faces.attrs["ignored_by_extension"] == {".txt": 1}  # the links were counted as .png files before
+    assert list(faces.attrs["skipped_by_reader"]) == broken
+    assert f"4 broken symbolic link(s) not read (first: {broken[0]})" in caplog.text

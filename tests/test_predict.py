@@ -271,3 +271,136 @@ def test_a_file_that_is_not_a_model_gets_one_line_naming_it(colour_model, tmp_pa
     assert code == 1
     assert err.startswith(f"pasm predict: {path} ") and what in err, err
     assert len(err.strip().splitlines()) == 1 and "weights_only" not in err and "Traceback" not in err
+
+
+# --- one bad input never ends the run: broken links, failing photos, failed annotations -----------
+
+
+def _gradient(path: Path, width: int = 40) -> Path:
+    """A small faceless photo."""
+    ramp = np.linspace(0, 255, width, dtype=np.uint8)
+    Image.fromarray(np.stack([np.tile(ramp, (30, 1))] * 3, axis=2)).save(path)
+    return path
+
+
+def test_a_symlink_loop_named_on_the_command_line_is_answered_and_so_is_the_rest(
+    colour_model, tmp_path, capsys
+):
+    loop = tmp_path / "loop.jpg"
+    os.symlink(tmp_path / "loop2.jpg", loop)
+    os.symlink(loop, tmp_path / "loop2.jpg")
+    after = _gradient(tmp_path / "after.png")
+    code = cli.main(["predict", str(loop), str(after), "--model", str(colour_model), "--device", "cpu"])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert _records(captured.out) == [
+        {"file": str(loop), "status": "error", "error": f"{loop}: broken symbolic link (a loop of links)"},
+        {"file": str(after), "status": "no_face"},
+    ]
+    assert (
+        f"{loop}: broken symbolic link" in captured.err and "1 of 2 files could not be read" in captured.err
+    )
+
+
+def test_broken_links_in_a_folder_each_get_an_error_record(colour_model, tmp_path, capsys):
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    _gradient(folder / "fine.png")
+    os.symlink(tmp_path / "deleted.jpg", folder / "gone.jpg")  # two links to one missing photo: two records
+    os.symlink(tmp_path / "deleted.jpg", folder / "sub" / "also-gone.JPG")
+    os.symlink(folder / "loop-b.png", folder / "loop-a.png")
+    os.symlink(folder / "loop-a.png", folder / "loop-b.png")
+    os.symlink(tmp_path / "deleted.txt", folder / "notes.txt")  # not named like a photo: passed over
+    os.symlink("user@host.4242:1700000000", folder / ".#fine.png")  # an editor's lock link: passed over
+    code = cli.main(["predict", str(folder), "--model", str(colour_model), "--device", "cpu"])
+    captured = capsys.readouterr()
+    assert code == 2
+    missing = f"its target {tmp_path / 'deleted.jpg'} does not exist"
+    assert _records(captured.out) == [
+        {"file": str(folder / "fine.png"), "status": "no_face"},
+        {
+            "file": str(folder / "gone.jpg"),
+            "status": "error",
+            "error": f"{folder / 'gone.jpg'}: broken symbolic link ({missing})",
+        },
+        {
+            "file": str(folder / "loop-a.png"),
+            "status": "error",
+            "error": f"{folder / 'loop-a.png'}: broken symbolic link (a loop of links)",
+        },
+        {
+            "file": str(folder / "loop-b.png"),
+            "status": "error",
+            "error": f"{folder / 'loop-b.png'}: broken symbolic link (a loop of links)",
+        },
+        {
+            "file": str(folder / "sub" / "also-gone.JPG"),
+            "status": "error",
+            "error": f"{folder / 'sub' / 'also-gone.JPG'}: broken symbolic link ({missing})",
+        },
+    ]
+    assert "4 of 5 files could not be read" in captured.err
+
+
+class _FailingPredictor:
+    """Finds no face, except that it fails on any batch holding a photo 13 pixels wide."""
+
+    classes = list(CLASSES)
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def predict(self, images):
+        self.calls.append(len(images))
+        if any(image.shape[1] == 13 for image in images):
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return [[] for _ in images]
+
+
+def test_a_photo_whose_detection_fails_is_answered_alone(tmp_path):
+    import io
+
+    from pasm.app.predict import Input, predict_files
+
+    paths = [
+        _gradient(tmp_path / "a.png"),
+        _gradient(tmp_path / "bad.png", width=13),
+        _gradient(tmp_path / "c.png"),
+    ]
+    out, predictor = io.StringIO(), _FailingPredictor()
+    unreadable = predict_files(
+        [Input(p, Path(p.name)) for p in paths], predictor, out, tmp_path / "annotated"
+    )
+    assert unreadable == 1 and predictor.calls == [3, 1, 1, 1]  # the batch, then photo by photo
+    assert _records(out.getvalue()) == [
+        {"file": str(paths[0]), "status": "no_face"},
+        {
+            "file": str(paths[1]),
+            "status": "error",
+            "error": f"cannot classify the faces of {paths[1]}: RuntimeError: CUDA error: an illegal memory "
+            "access was encountered",
+        },
+        {"file": str(paths[2]), "status": "no_face"},
+    ]
+    assert sorted(p.name for p in (tmp_path / "annotated").iterdir()) == ["a.png", "c.png"]
+
+
+def test_a_failed_annotation_leaves_no_file_under_its_name(tmp_path, monkeypatch, caplog):
+    import io
+
+    from pasm.app.predict import Input, predict_files
+
+    def half_written(self, fp, format=None, **params):
+        Path(fp).write_bytes(b"\x89PNG half")
+        raise OSError(28, "No space left on device")
+
+    photo_path = _gradient(tmp_path / "a.png")
+    monkeypatch.setattr(Image.Image, "save", half_written)
+    out = io.StringIO()
+    with caplog.at_level(logging.WARNING, logger="pasm"):
+        unreadable = predict_files(
+            [Input(photo_path, Path("a.png"))], _FailingPredictor(), out, tmp_path / "drawn"
+        )
+    assert unreadable == 0 and _records(out.getvalue()) == [{"file": str(photo_path), "status": "no_face"}]
+    assert "No space left on device" in caplog.text
+    assert list((tmp_path / "drawn").iterdir()) == []  # neither a half-written photo nor a temporary file

@@ -1,10 +1,13 @@
 """`pasm predict` on a video: a short clip made from a shared photo (the face moving), one track,
-every sampled frame in the CSV, smoothed probabilities that sum to 1; frame folders; a bad file."""
+every sampled frame in the CSV, smoothed probabilities that sum to 1; frame folders; a bad file;
+damaged videos (cut short, a loop of links) answered one by one, without partial outputs."""
 
 from __future__ import annotations
 
 import csv
 import json
+import logging
+import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -85,6 +88,7 @@ def test_a_moving_face_is_one_track_over_every_sampled_frame(model, tmp_path, ca
     assert code == 0
     record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert record["status"] == "ok" and record["frames"] == FRAMES // 2 and record["tracks"] == 1
+    assert "warning" not in record  # every frame the container declares was decoded
     rows = _rows(out / "clip.csv")
     assert [int(r["frame"]) for r in rows] == list(range(0, FRAMES, 2))  # one face in every sampled frame
     assert {r["track"] for r in rows} == {"1"}
@@ -136,3 +140,136 @@ def test_frame_folder_and_unreadable_video(model, tmp_path, capsys):
     assert "broken.mp4" in records[1]["error"]
     rows = _rows(out / "frames.csv")
     assert [float(r["time"]) for r in rows] == [k / 5 for k in range(6)]
+
+
+# --- damaged videos: each is answered, none leaves a partial output, a short one says so ----------
+
+
+def _plain_frames(n: int, side: int = 64) -> list[np.ndarray]:
+    """n small frames without a face (a sliding colour ramp): quick to encode, detect and classify."""
+    y, x = np.mgrid[:side, :side]
+    return [
+        np.stack([(x * 4 + 5 * k) % 256, (y * 4) % 256, np.full_like(x, 128)], -1).astype(np.uint8)
+        for k in range(n)
+    ]
+
+
+def _encode(path: Path, frames: list[np.ndarray], codec: str = "mpeg4", options: dict | None = None) -> bytes:
+    """Write frames as a video (container from the suffix, FFmpeg muxer options); returns its bytes."""
+    import av
+
+    if codec not in av.codecs_available:
+        pytest.skip(f"this PyAV has no {codec} encoder")
+    with av.open(str(path), "w", options=options or {}) as container:
+        stream = container.add_stream(codec, rate=Fraction(FPS))
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        for rgb in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path.read_bytes()
+
+
+def _fast_start_mp4_cut(path: Path, frames: list[np.ndarray], packet: int) -> Path:
+    """An H.264 MP4 with its index first (fast start) whose bytes end half-way through a packet.
+
+    The packets are sized by demuxing the complete file; the file is then cut in the middle of
+    packet number `packet` (0: the first frame cannot be decoded)."""
+    import av
+
+    data = _encode(path, frames, "libx264", {"movflags": "faststart"})
+    assert data.index(b"moov") < data.index(b"mdat")  # the index first, the frames after it
+    with av.open(str(path)) as container:
+        packets = [(p.pos, p.size) for p in container.demux(video=0) if p.size]
+    pos, size = packets[packet]
+    path.write_bytes(data[: pos + size // 2])
+    return path
+
+
+def _avi_cut(path: Path, frames: list[np.ndarray], keep: int) -> Path:
+    """An MPEG-4 AVI that ends cleanly after its first `keep` frame chunks (its header still
+    declares every frame): a file cut short at a chunk boundary, as a copy that stopped."""
+    import struct
+
+    data = _encode(path, frames)
+    pos = data.index(b"movi") + 4
+    for _ in range(keep):
+        assert data[pos + 2 : pos + 4] == b"dc", data[pos : pos + 4]  # a compressed video frame chunk
+        size = struct.unpack("<I", data[pos + 4 : pos + 8])[0]
+        pos += 8 + size + (size & 1)
+    path.write_bytes(data[:pos])
+    return path
+
+
+def _predict(paths: list[Path], model: Path, out: Path, *extra: str) -> int:
+    return main(
+        ["predict", *map(str, paths), "--model", str(model), "--device", "cpu", "--out", str(out), *extra]
+    )
+
+
+def test_a_video_whose_first_frame_cannot_be_decoded_does_not_stop_the_batch(model, tmp_path, capsys):
+    truncated = _fast_start_mp4_cut(tmp_path / "truncated.mp4", _plain_frames(12), packet=0)
+    loop = tmp_path / "loop.mp4"
+    os.symlink(tmp_path / "loop2.mp4", loop)
+    os.symlink(loop, tmp_path / "loop2.mp4")
+    good = tmp_path / "good.avi"
+    _encode(good, _plain_frames(4))
+    code = _predict([truncated, loop, good], model, tmp_path / "out")
+    captured = capsys.readouterr()
+    assert code == 2  # two inputs could not be read; every one was answered
+    records = [json.loads(line) for line in captured.out.strip().splitlines()]
+    assert [(Path(r["file"]).name, r["status"]) for r in records] == [
+        ("truncated.mp4", "error"),
+        ("loop.mp4", "error"),
+        ("good.avi", "ok"),
+    ]
+    assert records[0]["error"].startswith(f"cannot decode video {truncated} at frame 0: ")
+    assert records[1]["error"] == f"{loop}: broken symbolic link (a loop of links)"
+    assert records[2]["frames"] == 4 and "warning" not in records[2]
+    assert "2 of 3 files could not be read" in captured.err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.csv"]
+
+
+def test_a_video_failing_part_way_leaves_no_output_under_its_name(model, tmp_path, capsys):
+    video = _fast_start_mp4_cut(tmp_path / "clip.mp4", _plain_frames(30), packet=12)
+    out = tmp_path / "out"
+    code = _predict([video], model, out, "--annotate-video", "--plot")
+    assert code == 2
+    (record,) = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert record["status"] == "error"
+    assert list(out.iterdir()) == []  # no CSV, annotated video, plot nor temporary file
+    assert record["error"].startswith(f"cannot decode video {video} at frame ")
+    assert int(record["error"].split(" at frame ")[1].split(":")[0]) > 0  # frames were read, then it failed
+
+
+def test_a_failing_plot_leaves_neither_plot_nor_csv_nor_video(model, tmp_path, capsys, monkeypatch):
+    import matplotlib.figure
+
+    def half_written(self, fname, **kwargs):
+        Path(fname).write_bytes(b"\x89PNG half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", half_written)
+    video = tmp_path / "clip.avi"
+    _encode(video, _plain_frames(6))
+    out = tmp_path / "out"
+    code = _predict([video], model, out, "--annotate-video", "--plot")
+    assert code == 2
+    (record,) = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert record["status"] == "error" and "No space left on device" in record["error"]
+    assert list(out.iterdir()) == []
+
+
+def test_a_truncated_avi_says_how_many_of_its_frames_were_decoded(model, tmp_path, capsys, caplog):
+    video = _avi_cut(tmp_path / "short.avi", _plain_frames(40), keep=18)
+    out = tmp_path / "out"
+    with caplog.at_level(logging.WARNING):
+        code = _predict([video], model, out)
+    assert code == 0  # what could be decoded is answered, with a warning
+    (record,) = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert record["status"] == "ok" and record["frames"] == 18
+    assert record["warning"] == "decoded 18 of 40 frames the container declares"
+    assert f"{video}: decoded 18 of 40 frames the container declares" in caplog.text
+    assert (out / "short.csv").is_file()

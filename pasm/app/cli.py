@@ -152,10 +152,14 @@ def _predict(args: argparse.Namespace) -> int:
 
 def _predict_videos(videos: list[str], predictor: object, args: argparse.Namespace) -> int:
     """Each video's CSV (and annotated video, plot) under --out, one JSON line per video; returns the
-    unreadable count."""
+    unreadable count.
+
+    Whatever fails for one video (a broken link, a truncated or damaged file, the model) is that
+    video's error record, with the reason, and the next video is still answered."""
     import json
 
     from pasm.app.video import predict_video
+    from pasm.data.readers.folder import broken_link
 
     unreadable = 0
     for path in videos:
@@ -163,6 +167,9 @@ def _predict_videos(videos: list[str], predictor: object, args: argparse.Namespa
         out = Path(args.out)
         record = {"file": str(path), "csv": str(out / f"{stem}.csv")}
         try:
+            reason = broken_link(path)
+            if reason is not None:
+                raise ValueError(f"{path}: {reason}")
             counts = predict_video(
                 path,
                 predictor,
@@ -174,10 +181,13 @@ def _predict_videos(videos: list[str], predictor: object, args: argparse.Namespa
                 plot=out / f"{stem}.tracks.png" if args.plot else None,
             )
             record.update(status="ok", **counts)
-        except (ValueError, OSError) as exc:
+        except Exception as exc:  # this video's answer, not the run's end
             unreadable += 1
-            record.update(status="error", error=str(exc))
-            print(f"pasm predict: {exc}", file=sys.stderr, flush=True)
+            message = str(exc)
+            if not isinstance(exc, (ValueError, OSError)) or str(path) not in message:
+                message = f"cannot read video {path}: {type(exc).__name__}: {exc}"
+            record.update(status="error", error=message)
+            print(f"pasm predict: {message}", file=sys.stderr, flush=True)
         print(json.dumps(record), flush=True)
     return unreadable
 

@@ -3,7 +3,9 @@
 Each photograph goes through MTCNN; every face found is aligned with the settings the model file
 records (`pasm.data.preparation`), converted to grey when the training faces were grey, and classified.
 Output is one JSON object per face (or per faceless or unreadable file) on stdout, in input
-order; progress and errors go to stderr.
+order; progress and errors go to stderr. Every input is answered whatever happens to another: a file
+that cannot be read, a broken symbolic link (named on the command line or found in a folder) and a
+photo whose detection or classification fails each get an error record with the reason.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from pasm.data.align import AlignSettings, FaceAligner, align_face
+from pasm.data.atomic import atomic_path
 from pasm.data.decode import IMAGE_SUFFIXES, load_image
 from pasm.data.preparation import stored_preparation
+from pasm.data.readers.folder import broken_link
 from pasm.nn.inference import inference_model, resolve_device
 from pasm.nn.inputs import to_input
 from pasm.nn.models import load_model
@@ -49,21 +53,40 @@ class Face:
 
 
 def find_images(paths: Sequence[str | Path]) -> list[Input]:
-    """Files as named, plus every image under named folders (recursively, sorted), each once."""
+    """Files as named, plus every image under named folders (recursively, sorted), each once.
+
+    Broken symbolic links named like images in a folder are listed too, so that each is answered
+    with an error naming it rather than passed over (hidden ones, such as an editor's `.#name.jpg`
+    lock links, are not)."""
     found: list[Input] = []
     seen: set[Path] = set()
     for arg in map(Path, paths):
         if arg.is_dir():
-            files = sorted(p for p in arg.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            files = sorted(
+                p
+                for p in arg.rglob("*")
+                if p.suffix.lower() in IMAGE_SUFFIXES
+                and (p.is_file() or (not p.name.startswith(".") and broken_link(p) is not None))
+            )
             entries = [Input(p, Path(arg.resolve().name or "root") / p.relative_to(arg)) for p in files]
         else:
-            entries = [Input(arg, Path(arg.name))]  # a missing file is reported as unreadable later
+            entries = [Input(arg, Path(arg.name))]  # a missing file or broken link is answered later
         for entry in entries:
-            key = entry.path.resolve()
+            key = _identity(entry.path)
             if key not in seen:
                 seen.add(key)
                 found.append(entry)
     return found
+
+
+def _identity(path: Path) -> Path:
+    """The file a path names (links followed), to list each file once; a broken link is itself."""
+    if broken_link(path) is not None:
+        return path.absolute()
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # e.g. a loop of links inside the path
+        return path.absolute()
 
 
 def to_grey(faces: np.ndarray) -> np.ndarray:
@@ -163,8 +186,11 @@ def annotate(image: np.ndarray, faces: Sequence[Face], classes: Sequence[str], p
     """Write a copy of the photo with each face's box and top label drawn (PIL), creating folders as
     needed."""
     im = annotated(image, faces, classes)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    im.save(path)
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"unknown file extension: {path.suffix!r}")
+    with atomic_path(path) as tmp:  # a failed write leaves no file under the final name
+        im.save(tmp, format=fmt)
 
 
 def annotated(image: np.ndarray, faces: Sequence[Face], classes: Sequence[str]) -> Image.Image:
@@ -187,6 +213,34 @@ def annotated(image: np.ndarray, faces: Sequence[Face], classes: Sequence[str]) 
     return im
 
 
+def _read(path: Path) -> np.ndarray:
+    """A photo's RGB pixels; ValueError naming the path when it cannot be read (a broken link too)."""
+    reason = broken_link(path)
+    if reason is not None:
+        raise ValueError(f"{path}: {reason}")
+    return load_image(path)
+
+
+def _faces(predictor: Predictor, images: list[np.ndarray]) -> list[list[Face] | str]:
+    """Each image's faces, detected and classified together; when that fails, image by image, so that
+    only the photo that fails is answered with its error message (a str in its place)."""
+    if not images:
+        return []
+    try:
+        return list(predictor.predict(images))
+    except Exception as exc:
+        if len(images) == 1:
+            return [f"{type(exc).__name__}: {exc}"]
+        log.warning("a batch of %d photos failed (%s); retrying them one by one", len(images), exc)
+    answers: list[list[Face] | str] = []
+    for image in images:
+        try:
+            answers.extend(predictor.predict([image]))
+        except Exception as exc:
+            answers.append(f"{type(exc).__name__}: {exc}")
+    return answers
+
+
 def _annotation_path(folder: Path, relative: Path, used: set[Path]) -> Path:
     """A not yet used file under folder for this input (name-2, name-3, ... on clashes)."""
     path, n = folder / relative, 1
@@ -207,6 +261,8 @@ def predict_files(
     """Write one JSON line per face (or per faceless / unreadable file) to out; returns the unreadable count.
 
     Files are decoded, detected and classified `chunk` at a time, so folders of any size fit in memory.
+    Whatever fails for one file (a broken link, decoding, detection, classification) is that file's
+    error record, never the end of the run.
     """
     unreadable, used = 0, set()
     for start in range(0, len(inputs), max(1, chunk)):
@@ -215,7 +271,7 @@ def predict_files(
         errors: list[str] = []
         for entry in part:
             try:
-                images.append(load_image(entry.path))
+                images.append(_read(entry.path))
                 errors.append("")
             except Exception as exc:  # any decoder failure is this file's answer, not the run's end
                 message = (
@@ -225,14 +281,17 @@ def predict_files(
                 errors.append(message)
                 print(f"pasm predict: {message}", file=sys.stderr, flush=True)
         readable = [im for im in images if im is not None]
-        answers: Iterator[list[Face]] = iter(predictor.predict(readable) if readable else [])
+        answers: Iterator[list[Face] | str] = iter(_faces(predictor, readable))
         for entry, image, error in zip(part, images, errors):
             file = str(entry.path)
-            if image is None:
+            faces = None if image is None else next(answers)
+            if isinstance(faces, str):  # detection or classification failed on this photo
+                error = f"cannot classify the faces of {file}: {faces}"
+                print(f"pasm predict: {error}", file=sys.stderr, flush=True)
+            if image is None or isinstance(faces, str):
                 unreadable += 1
                 records = [{"file": file, "status": "error", "error": error}]
             else:
-                faces = next(answers)
                 records = [face_record(file, k, f, predictor.classes) for k, f in enumerate(faces)] or [
                     {"file": file, "status": "no_face"}
                 ]
@@ -240,7 +299,7 @@ def predict_files(
                     target = _annotation_path(Path(annotate_dir), entry.relative, used)
                     try:
                         annotate(image, faces, predictor.classes, target)
-                    except (OSError, ValueError, KeyError) as exc:  # e.g. a format PIL reads but cannot write
+                    except Exception as exc:  # e.g. a format PIL reads but cannot write: a warning only
                         log.warning("could not write %s: %s", target, exc)
             for record in records:
                 out.write(json.dumps(record) + "\n")

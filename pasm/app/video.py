@@ -5,6 +5,12 @@ Frames come from a video file (PyAV: its wheel carries its own FFmpeg, no system
 a folder of frame images (sorted by name, at a given frame rate). A face joins the live track
 whose last box overlaps it most (IoU at least ``min_iou``, each track at most one face per
 frame); otherwise it starts a new track. A track not seen for ``max_missed`` sampled frames ends.
+
+A video that cannot be opened, or whose decoding fails (at its first frame or part-way), is a
+ValueError naming it; its outputs (CSV, annotated video, plot) are written under temporary names
+and renamed only on success, so a failure leaves none under its final name. A video that ends
+early without an error (fewer frames decoded than its container declares, e.g. a truncated AVI)
+is answered with a warning saying so.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import csv
 import logging
 from collections import deque
 from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,12 +28,24 @@ import numpy as np
 from tqdm import tqdm
 
 from pasm.app.predict import Face, Predictor, annotated
+from pasm.data.atomic import atomic_path
 from pasm.data.decode import IMAGE_SUFFIXES, load_image
 
 log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"})
 """Files `pasm predict` reads as videos (compared case-insensitively)."""
+
+CONTAINER_FORMATS = {
+    ".mp4": "mp4",
+    ".m4v": "mp4",
+    ".mov": "mov",
+    ".mkv": "matroska",
+    ".avi": "avi",
+    ".webm": "webm",
+}
+"""FFmpeg's container format per video suffix: an annotated video is written under a temporary
+name, from which the format cannot be guessed."""
 
 
 def is_video(path: str | Path) -> bool:
@@ -43,27 +62,53 @@ class Frame:
     rgb: np.ndarray
 
 
+@dataclass
+class DecodeCount:
+    """How many frames a read_frames call decoded, and how many the video's container declares (0 when
+    it does not say, and for frame folders)."""
+
+    decoded: int = 0
+    declared: int = 0
+
+    def shortfall(self) -> str | None:
+        """The note "decoded 18 of 40 frames the container declares" when fewer were decoded, else None."""
+        if 0 < self.declared and self.decoded < self.declared:
+            return f"decoded {self.decoded} of {self.declared} frames the container declares"
+        return None
+
+
 def frame_count(path: str | Path, fps: float = 25.0) -> tuple[int, float]:
     """(number of frames, if the container says; 0 otherwise) and frames per second of a video or frame
-    folder."""
+    folder; ValueError naming a video that cannot be opened."""
     path = Path(path)
     if path.is_dir():
         return len([p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]), fps
     import av
 
-    with av.open(str(path)) as container:
+    try:
+        container = av.open(str(path))
+    except (av.FFmpegError, OSError) as exc:
+        raise ValueError(f"cannot read video {path}: {exc}") from None
+    with container:
+        if not container.streams.video:
+            raise ValueError(f"{path} has no video stream")
         stream = container.streams.video[0]
         rate = float(stream.average_rate or stream.guessed_rate or fps)
         return int(stream.frames or 0), rate
 
 
-def read_frames(path: str | Path, every: int = 1, fps: float = 25.0) -> Iterator[Frame]:
+def read_frames(
+    path: str | Path, every: int = 1, fps: float = 25.0, count: DecodeCount | None = None
+) -> Iterator[Frame]:
     """Frames 0, every, 2 every, ... of a video file or a folder of frame images (at ``fps``).
 
-    An unreadable video is a ValueError naming it; an unreadable frame image is skipped with a warning.
+    An unreadable video, one whose decoding fails or one without a single decodable frame is a
+    ValueError naming it; an unreadable frame image is skipped with a warning. ``count``, when
+    given, receives the number of frames decoded and the number the container declares.
     """
     if every < 1:
         raise ValueError(f"every must be >= 1, got {every}")
+    count = DecodeCount() if count is None else count
     path = Path(path)
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -71,9 +116,12 @@ def read_frames(path: str | Path, every: int = 1, fps: float = 25.0) -> Iterator
             raise ValueError(f"{path}: no frame images ({', '.join(sorted(IMAGE_SUFFIXES))})")
         for i in range(0, len(files), every):
             try:
-                yield Frame(i, i / fps, load_image(files[i]))
+                image = load_image(files[i])
             except ValueError as exc:
                 log.warning("skipped frame %s: %s", files[i], exc)
+                continue
+            count.decoded += 1
+            yield Frame(i, i / fps, image)
         return
     import av
 
@@ -86,13 +134,23 @@ def read_frames(path: str | Path, every: int = 1, fps: float = 25.0) -> Iterator
             raise ValueError(f"{path} has no video stream")
         stream = container.streams.video[0]
         rate = float(stream.average_rate or stream.guessed_rate or fps)
-        try:
-            for i, frame in enumerate(container.decode(stream)):
-                if i % every == 0:
-                    t = float(frame.time) if frame.time is not None else i / rate
-                    yield Frame(i, t, frame.to_ndarray(format="rgb24"))
-        except av.FFmpegError as exc:
-            raise ValueError(f"cannot decode video {path} after frame {i}: {exc}") from None
+        count.declared = int(stream.frames or 0)
+        frames = container.decode(stream)
+        while True:
+            i = count.decoded  # the index of the frame being decoded: 0 when the first one fails
+            try:
+                frame = next(frames, None)
+            except av.FFmpegError as exc:
+                raise ValueError(f"cannot decode video {path} at frame {i}: {exc}") from None
+            if frame is None:
+                break
+            count.decoded += 1
+            if i % every == 0:
+                t = float(frame.time) if frame.time is not None else i / rate
+                yield Frame(i, t, frame.to_ndarray(format="rgb24"))
+        if not count.decoded:
+            declared = f" (its container declares {count.declared})" if count.declared else ""
+            raise ValueError(f"cannot decode video {path}: no frame could be decoded{declared}")
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -179,15 +237,19 @@ def predict_video(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Classify the faces of every ``every``-th frame, track and smooth them, write the CSV (and on
-    request an annotated video and a plot of each track over time); returns counts."""
+    request an annotated video and a plot of each track over time); returns counts, and a
+    ``warning`` when fewer frames were decoded than the container declares.
+
+    Every output is written under a temporary name and renamed onto its own only when all of them
+    are complete: a video that fails (ValueError) leaves none of them behind."""
     tracker = Tracker(window=window)
     total, rate = frame_count(path, fps)
     rows: list[dict[str, Any]] = []
     writer_video = None
     sampled = 0
+    count = DecodeCount()
     out_csv = Path(out_csv)
-    out_csv.parent.mkdir(parents=True, exist_ok=True)
-    with open(out_csv, "w", newline="") as fh:
+    with ExitStack() as outputs, open(outputs.enter_context(atomic_path(out_csv)), "w", newline="") as fh:
         writer = csv.DictWriter(fh, csv_columns(predictor.classes))
         writer.writeheader()
         bar = tqdm(
@@ -197,8 +259,9 @@ def predict_video(
             disable=not progress,
             mininterval=1.0,
         )
+        frames = read_frames(path, every, fps, count)
         try:
-            for frame in read_frames(path, every, fps):
+            for frame in frames:
                 sampled += 1
                 faces = predictor.predict([frame.rgb])[0]
                 shown = []
@@ -216,20 +279,29 @@ def predict_video(
                     rows.append(row)
                     shown.append(Face(face.box, face.detection, face.crop, probs))
                 if annotate_video is not None:
-                    writer_video = writer_video or _VideoWriter(annotate_video, rate / every, frame.rgb.shape)
+                    if writer_video is None:
+                        target = outputs.enter_context(atomic_path(annotate_video))
+                        fmt = CONTAINER_FORMATS.get(Path(annotate_video).suffix.lower(), "mp4")
+                        writer_video = _VideoWriter(target, rate / every, frame.rgb.shape, fmt)
                     writer_video.write(_annotated(frame.rgb, shown, predictor.classes))
                 bar.update(1)
         finally:
+            frames.close()  # the container too, when a frame's classification failed
             bar.close()
             if writer_video is not None:
                 writer_video.close()
-    if plot is not None:
-        track_plot(rows, predictor.classes, plot, title=f"{Path(path).name}: expressions per track")
+        if plot is not None:
+            track_plot(rows, predictor.classes, plot, title=f"{Path(path).name}: expressions per track")
     tracks = sorted({r["track"] for r in rows})
     log.info(
         "%s: %d frames sampled, %d face rows, %d tracks -> %s", path, sampled, len(rows), len(tracks), out_csv
     )
-    return {"frames": sampled, "rows": len(rows), "tracks": len(tracks)}
+    counts: dict[str, Any] = {"frames": sampled, "rows": len(rows), "tracks": len(tracks)}
+    warning = count.shortfall()
+    if warning is not None:
+        log.warning("%s: %s (the file may be truncated); answered from those", path, warning)
+        counts["warning"] = warning
+    return counts
 
 
 def _annotated(rgb: np.ndarray, faces: Sequence[Face], classes: Sequence[str]) -> np.ndarray:
@@ -240,13 +312,14 @@ def _annotated(rgb: np.ndarray, faces: Sequence[Face], classes: Sequence[str]) -
 class _VideoWriter:
     """An H.264 (or MPEG-4 where H.264 is missing) video written frame by frame with PyAV."""
 
-    def __init__(self, path: str | Path, rate: float, shape: tuple[int, ...]) -> None:
+    def __init__(self, path: str | Path, rate: float, shape: tuple[int, ...], fmt: str | None = None) -> None:
+        """A writer of `path` in container format `fmt` (FFmpeg's name; None: guessed from the suffix)."""
         from fractions import Fraction
 
         import av
 
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.container = av.open(str(path), "w")
+        self.container = av.open(str(path), "w", format=fmt)
         codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
         self.stream = self.container.add_stream(codec, rate=Fraction(rate).limit_denominator(1000))
         self.stream.height, self.stream.width = (
@@ -273,7 +346,8 @@ class _VideoWriter:
 def track_plot(
     rows: Sequence[dict[str, Any]], classes: Sequence[str], path: str | Path, title: str = ""
 ) -> None:
-    """One panel per track: each class's smoothed probability over time (stacked areas)."""
+    """One panel per track: each class's smoothed probability over time (stacked areas), written
+    atomically (the format from the suffix of `path`, PNG without one)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -288,9 +362,14 @@ def track_plot(
         ax.set_ylim(0, 1)
         ax.set_ylabel(f"track {track}")
     axes[-1, 0].set_xlabel("time (s)")
-    axes[0, 0].legend(loc="upper right", fontsize=7, ncol=len(classes))
+    if tracks:  # a video without faces gets empty axes, not a legend without entries
+        axes[0, 0].legend(loc="upper right", fontsize=7, ncol=len(classes))
     if title:
         fig.suptitle(title, fontsize=9)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(
+                tmp, dpi=100, bbox_inches="tight", format=Path(path).suffix.lstrip(".").lower() or "png"
+            )
+    finally:
+        plt.close(fig)
