@@ -56,3 +56,20 @@ def test_wrong_weights_file_is_named(tmp_path):
     torch.save({"weight": torch.zeros(3)}, path)
     with pytest.raises(ValueError, match="not-resnet.pth"):
         build_model("resnet18", 7, pretrained="imagenet", weights_file=path)
+
+
+def test_a_directory_given_as_model_file_is_called_a_directory(tmp_path, capsys):
+    from PIL import Image
+
+    from pasm.app import cli
+    from pasm.nn.models import NotAModelFile, load_model
+
+    folder = tmp_path / "round1"
+    folder.mkdir()
+    with pytest.raises(NotAModelFile) as err:
+        load_model(folder)
+    assert str(err.value) == f"{folder} is a directory, not a model file"
+    image = tmp_path / "face.png"
+    Image.new("RGB", (8, 8)).save(image)
+    assert cli.main(["predict", str(image), "--model", str(folder), "--device", "cpu"]) == 1
+    assert capsys.readouterr().err == f"pasm predict: {folder} is a directory, not a model file\n"

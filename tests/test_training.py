@@ -256,3 +256,46 @@ def test_bfloat16_training_learns_and_keeps_float32_weights():
 def test_unknown_precision_is_rejected_before_training():
     with pytest.raises(ValueError, match="precision 'fp16'"):
         TrainParams(precision="fp16")
+
+
+@pytest.mark.parametrize("n, batch_size", [(96, 1), (1, 16), (0, 16)])
+def test_training_that_would_see_no_image_is_refused_before_it_starts(n, batch_size):
+    """Batches of one image are dropped (BatchNorm); an epoch of only those would train nothing."""
+    imgs, labels = _data(n=n)
+    model = build_model("compact", 7, width=4)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    seen = []
+    with pytest.raises(ValueError) as err:
+        train(
+            model,
+            imgs,
+            labels,
+            _params(batch_size=batch_size),
+            mean=MEAN,
+            std=STD,
+            progress=False,
+            on_epoch_end=seen.append,
+        )
+    message = str(err.value)
+    assert f"batch_size {batch_size}" in message and f"{n} training images" in message, message
+    assert seen == []
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_smallest_trainable_batch_and_data_still_train():
+    imgs, labels = _data(n=3)
+    model = build_model("compact", 7, width=4)
+    hist = train(model, imgs, labels, _params(epochs=1, batch_size=2), mean=MEAN, std=STD, progress=False)
+    assert hist[0]["images_per_s"] > 0  # one batch of 2 trained; the third image is dropped
+
+
+@pytest.mark.parametrize("block", ["pretrain", "finetune"])
+def test_config_refuses_a_training_batch_size_below_two(block):
+    from pasm.workflow.config import ConfigError, validate_config
+
+    cfg = {"datasets": {"d": {"format": "folder", "root": "data/d", block: {"batch_size": 1}}}}
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg)
+    assert f"\n  datasets.d.{block}.batch_size:" in str(err.value)
+    cfg["datasets"]["d"][block]["batch_size"] = 2
+    assert validate_config(cfg)["datasets"]["d"][block]["batch_size"] == 2

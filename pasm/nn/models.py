@@ -240,6 +240,8 @@ def read_model_file(path: str | Path) -> dict[str, Any]:
     """The checked contents {"format", "meta", "state_dict"} of a pasm model file, loaded without
     running code; NotAModelFile naming the file and what it is (or which meta keys it lacks) otherwise."""
     path = Path(path)
+    if path.is_dir():
+        raise NotAModelFile(f"{path} is a directory, not a model file")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such model file")
     what = _torch_archive(path)

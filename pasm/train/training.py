@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import csv
 import logging
+import pickle
 import time
+import zipfile
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,16 +103,51 @@ def _save_state(
         torch.save(state, tmp)
 
 
+STATE_GLOBALS = [Counter]
+"""What a training state holds besides tensors and plain values (MultiStepLR keeps its milestones in a
+Counter); nothing else may be unpickled from it."""
+
+
 def _load_state(resume: Resume) -> dict[str, Any] | None:
-    """The saved state if it exists and carries this job's key; None (with the reason logged)
-    otherwise."""
+    """The saved state if it exists, loads without running code (weights_only) and carries this job's
+    key; None (with the reason logged, training then starts from epoch 1) otherwise."""
     path = Path(resume.path)
     if not path.exists():
         return None
+    if not zipfile.is_zipfile(path):  # e.g. a bare pickle: never handed to an unpickler
+        log.warning(
+            "ignoring training state %s: it is not a PyTorch zip archive (as every state pasm writes is); "
+            "starting from epoch 1",
+            path,
+        )
+        return None
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        with torch.serialization.safe_globals(STATE_GLOBALS):
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    # a pickle of other objects (planted, or not pasm's): torch's message is not repeated, as it
+    # advises weights_only=False, i.e. running the file's code
+    except pickle.UnpicklingError:
+        log.warning(
+            "ignoring training state %s: it holds objects other than tensors and plain values, not loaded "
+            "as that could run code; starting from epoch 1",
+            path,
+        )
+        return None
     except Exception as exc:  # a state from another torch version, or damaged: start over, say why
-        log.warning("ignoring unreadable training state %s (%s); starting from epoch 1", path, exc)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        log.warning(
+            "ignoring unreadable training state %s (%s: %s); starting from epoch 1",
+            path,
+            type(exc).__name__,
+            first,
+        )
+        return None
+    if not isinstance(state, dict):
+        log.warning(
+            "ignoring training state %s: it holds a %s, not a training state; starting from epoch 1",
+            path,
+            type(state).__name__,
+        )
         return None
     if state.get("key") != resume.key:
         log.info("ignoring training state %s: it belongs to other inputs or parameters", path)
@@ -165,6 +203,29 @@ def _csv_log(
     part.replace(log_csv)
 
 
+MIN_BATCH = 2
+"""The smallest batch a training step takes: BatchNorm cannot train on one image, so a smaller
+(last) batch of an epoch is dropped."""
+
+
+def _trained_per_epoch(n_images: int, batch_size: int) -> int:
+    """How many of `n_images` an epoch trains on: every batch of `batch_size` but those (only ever the
+    last) of fewer than MIN_BATCH images."""
+    if batch_size < 1:
+        return 0
+    full, rest = divmod(n_images, batch_size)
+    return (full * batch_size if batch_size >= MIN_BATCH else 0) + (rest if rest >= MIN_BATCH else 0)
+
+
+def _no_batch_message(n_images: int, batch_size: int) -> str:
+    """Why an epoch of `n_images` in batches of `batch_size` would train on nothing."""
+    return (
+        f"batch_size {batch_size} with {n_images} training images leaves no batch of at least "
+        f"{MIN_BATCH} images (smaller ones are dropped: BatchNorm cannot train on one image), so an "
+        f"epoch would train on nothing; use batch_size >= {MIN_BATCH} and at least {MIN_BATCH} images"
+    )
+
+
 def train_one_epoch(
     model: nn.Module,
     opt: torch.optim.Optimizer,
@@ -200,7 +261,10 @@ def train_one_epoch(
         leave=False,
     )
     batches = [order[s : s + params.batch_size].numpy() for s in range(0, n, params.batch_size)]
-    batches = [b for b in batches if len(b) >= 2]  # BatchNorm cannot train on a single image
+    batches = [b for b in batches if len(b) >= MIN_BATCH]  # BatchNorm cannot train on a single image
+    if not batches:
+        bar.close()
+        raise ValueError(_no_batch_message(n, params.batch_size))
     clean = clean_images if teacher is not None else None
     for idx, xb in prefetched(lambda b: (b, read_batch(images, clean, b)), batches):
         bar.update(1)
@@ -272,6 +336,10 @@ def train(
     """
     if teacher is not None and (clean_images is None or clean_images.shape != images.shape):
         raise ValueError("a teacher needs clean_images with the same shape as images")
+    if len(images) != len(labels):
+        raise ValueError(f"{len(images)} images but {len(labels)} labels")
+    if _trained_per_epoch(len(labels), params.batch_size) == 0:
+        raise ValueError(_no_batch_message(len(labels), params.batch_size))
     device = torch.device(device)
     torch.manual_seed(params.seed)
     gen = torch.Generator().manual_seed(params.seed)
@@ -284,8 +352,6 @@ def train(
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=params.lr_milestones, gamma=params.lr_gamma)
     first_epoch, history = _restore_state(resume, model, opt, sched, gen)
     y_all = torch.from_numpy(np.asarray(labels, dtype=np.int64))
-    if len(images) != len(y_all):
-        raise ValueError(f"{len(images)} images but {len(y_all)} labels")
     with _csv_log(log_csv, history) as write_row:
         for epoch in range(first_epoch, params.epochs + 1):
             t0 = time.perf_counter()
