@@ -14,18 +14,39 @@ Conventions used throughout:
 
 Detection, transform estimation and warping are deterministic: the same input gives
 bit-identical output (MTCNN runs on CPU, nothing is random).
+
+The work per image is bounded (`upsample_factor`): detection upsamples by at most MAX_UPSAMPLE and
+to at most UPSAMPLE_MAX_PIXELS, and no step makes an image above `pasm.data.decode.MAX_PIXELS`.
+Images of extreme aspect ratio (a 1 x 20,000 strip) are not refused: they are detected at that
+bounded size (one still thinner than min_face is not given to MTCNN at all), find no face and follow
+on_no_face, so a batch never fails because of one odd image and callers see "no face", as for any
+faceless image.  Refusal (`pasm.data.decode.ImageTooLarge`) is for more than MAX_PIXELS pixels.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
 import numpy as np
 from PIL import Image
 
+from pasm.data import decode
+
 ON_NO_FACE = ("center_crop", "drop")
 """Policies for images without a detected face: resize the centred square, or leave it out."""
+
+MAX_UPSAMPLE = 16.0
+"""Largest enlargement before detection: a 10 px shorter side still reaches the default upsample_below
+(160 px). A face needs some pixels to be found at all (a 16 px wide photo is found, 10x upsampled),
+so a larger factor only costs memory (unbounded, a 1 px side was enlarged 160 times)."""
+
+UPSAMPLE_MAX_PIXELS = 2**22
+"""Most pixels an upsampled detection input may have (4.2 M, e.g. 2048 x 2048): MTCNN on it peaks at
+about 250 MB above its own footprint and takes about 2 s on one CPU thread. The ordinary upsampled
+image has a 160 px shorter side (upsample_below), so only a side ratio above 160 (100 x 16,400 px)
+reaches this; a 1 x 20,000 strip, enlarged 160 times before, is enlarged about 14 times."""
 
 TEMPLATES: dict[str, np.ndarray] = {
     # Unit-square coordinates (0..1 spans the full output side), rows in MTCNN landmark order.
@@ -213,21 +234,34 @@ def upsample_factor(height: int, width: int, upsample_below: int, detect_max_sid
     Enlarges when the shorter side is below upsample_below; shrinks when the longer side exceeds
     detect_max_side (0: never), since MTCNN's cost grows with the pixel count and faces in big
     photos are large anyway.
+
+    Bounded whatever the shape: an enlargement is at most MAX_UPSAMPLE and makes at most
+    UPSAMPLE_MAX_PIXELS pixels (so an image with a short side below upsample_below but more pixels
+    than that, a long strip, is shrunk to them instead), and no image is detected on with more than
+    `pasm.data.decode.MAX_PIXELS` (only arrays handed in directly can be larger, with detect_max_side 0).
+    Extreme aspect ratios are therefore detected at bounded size, not refused (see the module doc).
+    Images of ordinary shape get the factor they always had.
     """
     short, long = min(height, width), max(height, width)
     if 0 < short < upsample_below:
-        return upsample_below / short
+        return min(upsample_below / short, MAX_UPSAMPLE, math.sqrt(UPSAMPLE_MAX_PIXELS / (height * width)))
     if detect_max_side and long > detect_max_side:
         return detect_max_side / long
+    if height * width > decode.MAX_PIXELS:
+        return math.sqrt(decode.MAX_PIXELS / (height * width))
     return 1.0
 
 
 def upsample(image: np.ndarray, factor: float) -> np.ndarray:
-    """Bicubic enlargement by `factor` (shorter side rounded to the target); identity for factor 1."""
+    """Bicubic resize by `factor` (shorter side rounded to the target); identity for factor 1.
+
+    ImageTooLarge (checked before resizing) if the result would exceed `pasm.data.decode.MAX_PIXELS`.
+    """
     if factor == 1.0:
         return image
     h, w = image.shape[:2]
     new = (max(1, round(w * factor)), max(1, round(h * factor)))
+    decode.check_pixels(*new, f"{w} x {h} image resized by {factor:g}")
     return np.asarray(Image.fromarray(image).resize(new, Image.Resampling.BICUBIC))
 
 
@@ -278,8 +312,8 @@ class FaceAligner:
         """Per image, every face as (box x0,y0,x1,y1; (5, 2) landmarks; probability), largest first;
         [] if none.
 
-        Small images are upsampled (large ones shrunk) first and results mapped back to the
-        original pixels; equal-sized images share MTCNN batches.
+        Small images are upsampled (large ones shrunk) first, by a bounded factor (`upsample_factor`),
+        and results mapped back to the original pixels; equal-sized images share MTCNN batches.
         """
         rgb = [to_rgb(im) for im in images]
         factors = [

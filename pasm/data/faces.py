@@ -11,6 +11,10 @@ cut to its centred square (`crop`, the default: the face fills the frame as in s
 like the no-face fallback `align.center_crop`) or shrunk to fit and centred on black (`pad`:
 nothing is cut off; black as the alignment warp fills outside a photo). Non-square images and
 images enlarged more than UPSCALE_LIMIT times are counted in the log and the attributes.
+
+Images above `pasm.data.decode.MAX_PIXELS` (refused from their header, before decoding) and face
+boxes whose crop would be larger are skipped, counted and named (attribute ``too_large``), as
+undecodable files are; one absurd file never ends the data set.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from pasm.data.align import AlignSettings, FaceAligner, align_face
-from pasm.data.decode import decode_rgb, load_image
+from pasm.data.decode import ImageTooLarge, check_pixels, decode_rgb, load_image
 from pasm.data.h5store import Faces, FacesWriter, read_faces
 from pasm.data.labels import CLASSES
 from pasm.data.preparation import face_preparation
@@ -147,12 +151,16 @@ def ignored_by_extension(ignored: Sequence[str]) -> dict[str, int]:
 
 def box_crop(image: np.ndarray, box: Sequence[float], size: int, scale: float = 1.0) -> np.ndarray:
     """The square of side max(w, h) * scale centred on a given (x, y, w, h) face box, resized to
-    size x size (bicubic); outside the photo is black, as the alignment warp fills it."""
+    size x size (bicubic); outside the photo is black, as the alignment warp fills it.
+
+    ImageTooLarge if that square has more than MAX_PIXELS pixels (a broken box): it is cut out whole.
+    """
     x, y, w, h = (float(v) for v in box)
     side = max(w, h) * scale
     cx, cy = x + w / 2.0, y + h / 2.0
     left, top = round(cx - side / 2.0), round(cy - side / 2.0)
     right, bottom = left + max(1, round(side)), top + max(1, round(side))
+    check_pixels(right - left, bottom - top, f"face box {[float(v) for v in box]} (scale {scale:g})")
     crop = Image.fromarray(image).crop((left, top, right, bottom))
     return np.asarray(crop.resize((size, size), Image.Resampling.BICUBIC), dtype=np.uint8)
 
@@ -170,6 +178,7 @@ class _Tally:
     """What building faces.h5 dropped or changed, by reason (named in the log and the attributes)."""
 
     undecodable: list[str] = field(default_factory=list)
+    too_large: list[str] = field(default_factory=list)
     no_face: list[str] = field(default_factory=list)
     status: Counter = field(default_factory=Counter)
 
@@ -196,6 +205,9 @@ def _chunk_faces(
             else:
                 photos.append(load_image(rec.path))
                 photo_of.append(i)
+        except ImageTooLarge as exc:  # before ValueError, its base: refused from the size alone
+            log.warning("skipped %s: image too large (%s)", rec.source, exc)
+            tally.too_large.append(rec.source)
         except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
             log.warning("skipped %s: cannot decode image (%s)", rec.source, exc)
             tally.undecodable.append(rec.source)
@@ -227,7 +239,8 @@ def build_faces(
     as it goes (memory holds ``chunk`` images, whatever the data set's size); returns its Faces,
     images read on demand. Without ``out_path`` the faces are returned in memory (small sets, tests).
 
-    Undecodable files are skipped, counted and named in the log; images without a face follow
+    Undecodable files, and images above MAX_PIXELS (attribute ``too_large``), are skipped, counted
+    and named in the log; images without a face follow
     align["on_no_face"] (centre crop, or drop: counted and named); files the reader passed over
     are counted by extension. Nothing is dropped silently. `resize`: see the module docstring.
     Records that carry their own landmarks or box (AffectNet) are aligned or cropped with those.
@@ -278,12 +291,13 @@ def build_faces(
         status_counts = dict(sorted((str(k), int(v)) for k, v in tally.status.items()))
         ignored = ignored_by_extension(output.ignored)
         log.info(
-            "faces: %d kept %s; %d skipped by the reader, %d undecodable, %d dropped (no face), "
-            "%d not images %s",
+            "faces: %d kept %s; %d skipped by the reader, %d undecodable, %d too large, "
+            "%d dropped (no face), %d not images %s",
             len(out),
             status_counts,
             len(output.skipped),
             len(tally.undecodable),
+            len(tally.too_large),
             len(tally.no_face),
             len(output.ignored),
             ignored,
@@ -309,9 +323,10 @@ def build_faces(
                 "image_size": size,
                 "class_counts": counts,
                 "status_counts": status_counts,
-                "skipped": list(output.skipped) + tally.undecodable,
+                "skipped": list(output.skipped) + tally.undecodable + tally.too_large,
                 "skipped_by_reader": list(output.skipped),
                 "undecodable": tally.undecodable,
+                "too_large": tally.too_large,
                 "dropped_no_face": tally.no_face,
                 "label_map": output.label_map,
                 "ignored_by_extension": ignored,
