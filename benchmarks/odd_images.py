@@ -74,7 +74,8 @@ def main() -> int:
         images[f"{w} x {h} PNG ({path.stat().st_size} bytes)"] = path
     rows = []
     print(
-        f"{'image':<32} {'predict peak MiB':>17} {'s':>6} {'answer':>8} {'serve start':>12} {'serve peak':>11} {'HTTP':>5}"
+        f"{'image':<32} {'predict peak MiB':>17} {'s':>6} {'answer':>8} "
+        f"{'serve start':>12} {'serve peak':>11} {'HTTP':>5}"
     )
     for name, path in images.items():
         peak, seconds, answer = predict_peak(path, model)
