@@ -5,6 +5,10 @@ and the ratio peak(factor N) / peak(N), plus the seeded search alone at its own 
 Usage (from the repository root):
     .venv/bin/python benchmarks/memory.py [--n 2000] [--factor 4] [--size 96] [--json memory.json]
     .venv/bin/python benchmarks/memory.py --n 20000 --factor 1 --size 224 --width 16   # one size only
+    # tests/test_memory.py's configuration (without the seeded search):
+    .venv/bin/python benchmarks/memory.py --n 224 --size 224 --width 4 --batch-size 16 --search-batch 16 \
+        --block 16 --pin-malloc --splits 0.5,0.25,0.25 --pool 70 --seeded-n 0 \
+        --stages faces pretrain search_de masking finetune evaluate
 A stage whose memory is bounded by its batch has a ratio near 1; one that loads its split, near factor.
 """
 
@@ -26,32 +30,51 @@ from peak_memory import measure  # noqa: E402
 
 SPLITS = {"train": 0.8, "val": 0.1, "test": 0.1}
 
+BLOCKS = (
+    "pasm.workflow.search:SEARCH_BLOCK",
+    "pasm.workflow.search:MASK_BLOCK",
+    "pasm.data.h5store:IMAGE_BUFFER",
+)
+"""The row blocks that bound the stages' memory (``--block`` sets them all in the stage's process)."""
+
 
 POOL = 350
 """Distinct demo faces drawn per set; larger sets repeat them with a shift, mirror and brightness
 change each (the demo renderer takes about 0.1 s per 224 px face: 20,000 would take half an hour)."""
 
 
-def synthetic_set(root: Path, n: int, size: int, seed: int = 0) -> Path:
-    """About n demo faces (7 classes; 80/10/10 % train/val/test) at size px, as PNG folders; up to
-    POOL distinct ones, the rest variations of them."""
+def synthetic_set(
+    root: Path,
+    n: int,
+    size: int,
+    seed: int = 0,
+    *,
+    pool: int = POOL,
+    splits: dict[str, float] | None = None,
+    pool_cache: Path | None = None,
+) -> Path:
+    """About n demo faces (7 classes; ``splits``' shares, default SPLITS: 80/10/10 % train/val/test)
+    at size px, as PNG folders; up to ``pool`` distinct ones, the rest variations of them.
+
+    The distinct faces depend on (size, seed, pool, splits) only once n >= pool; with ``pool_cache``
+    they are rendered once into that folder and shared by every set made from the same ones."""
     from PIL import Image, ImageChops, ImageEnhance, ImageOps
 
-    from pasm.data.demo_dataset import write_demo_dataset
+    from pasm.data.demo_dataset import MANIFEST_NAME, write_demo_dataset
 
-    want = {split: max(1, round(n * share / 7)) for split, share in SPLITS.items()}
-    scale = min(1.0, POOL / n)
-    pool = root.with_name(root.name + "-pool")
-    write_demo_dataset(
-        pool,
-        seed=seed,
-        size=size,
-        per_class={s: max(1, round(c * scale)) for s, c in want.items()},
-        label_noise=0.0,
-    )
+    splits = splits or SPLITS
+    want = {split: max(1, round(n * share / 7)) for split, share in splits.items()}
+    distinct = {split: min(want[split], max(1, round(pool * share / 7))) for split, share in splits.items()}
+    if pool_cache is None:
+        source = root.with_name(root.name + "-pool")
+    else:
+        counts = "-".join(f"{s}{c}" for s, c in distinct.items())
+        source = Path(pool_cache) / f"pool-{size}px-seed{seed}-{counts}"
+    if not (source / MANIFEST_NAME).exists():  # written last: the pool is complete
+        write_demo_dataset(source, seed=seed, size=size, per_class=distinct, label_noise=0.0)
     rng = np.random.default_rng(seed)
     for split, count in want.items():
-        for class_dir in sorted((pool / split).iterdir()):
+        for class_dir in sorted((source / split).iterdir()):
             sources = sorted(class_dir.glob("*.png"))
             out = root / split / class_dir.name
             out.mkdir(parents=True, exist_ok=True)
@@ -62,7 +85,8 @@ def synthetic_set(root: Path, n: int, size: int, seed: int = 0) -> Path:
                     im = ImageChops.offset(im, int(rng.integers(-size // 16, size // 16 + 1)), 0)
                     im = ImageEnhance.Brightness(im).enhance(float(rng.uniform(0.8, 1.2)))
                 im.save(out / f"{j:06d}.png")
-    shutil.rmtree(pool)
+    if pool_cache is None:
+        shutil.rmtree(source)
     return root
 
 
@@ -75,7 +99,7 @@ def search_block(strategy: str, args: argparse.Namespace, fer_run: bool = False)
         "population": args.population,
         "generations": args.generations,
         "scale_f": 0.5,
-        "batch_size": 50,
+        "batch_size": getattr(args, "search_batch", 50),  # candidates per forward pass
         "top_k": top_k,
         "refine_generations": refine_generations,
         "refine_population": refine_population,
@@ -84,13 +108,26 @@ def search_block(strategy: str, args: argparse.Namespace, fer_run: bool = False)
 
 
 def run_stages(
-    work: Path, n: int, size: int, args: argparse.Namespace, stages: list[str], fer_run: bool = False
+    work: Path,
+    n: int,
+    size: int,
+    args: argparse.Namespace,
+    stages: list[str],
+    fer_run: bool = False,
+    *,
+    malloc: bool = False,
+    patch: dict[str, Any] | None = None,
+    pool: int = POOL,
+    splits: dict[str, float] | None = None,
+    pool_cache: Path | None = None,
 ) -> dict[str, dict]:
-    """Make the set, then run each stage once in its own process; {stage: {peak_mb, seconds}}."""
+    """Make the set, then run each stage once in its own process; {stage: {peak_mb, seconds,
+    cpu_seconds}}. ``malloc`` and ``patch``: see peak_memory.measure; ``pool``, ``splits`` and
+    ``pool_cache``: see synthetic_set."""
     data, out = work / "data", work / "out"
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    synthetic_set(data, n, size)
+    synthetic_set(data, n, size, pool=pool, splits=splits, pool_cache=pool_cache)
     print(f"  {n} faces at {size} px written in {time.perf_counter() - t0:.0f} s", flush=True)
     faces = str(out / "faces.h5")
     model = {"arch": "compact", "width": args.width, "pretrained": "none", "weights_file": None}
@@ -223,9 +260,12 @@ def run_stages(
     for stage, (target, kwargs) in jobs.items():
         if stage not in todo:
             continue
-        results[stage] = measure(target, kwargs, threads=args.threads, log_path=work / f"{stage}.log")
+        results[stage] = measure(
+            target, kwargs, threads=args.threads, log_path=work / f"{stage}.log", malloc=malloc, patch=patch
+        )
         print(
-            f"  {stage:14s} peak {results[stage]['peak_mb']:8.0f} MiB  {results[stage]['seconds']:7.1f} s",
+            f"  {stage:14s} peak {results[stage]['peak_mb']:8.0f} MiB  {results[stage]['seconds']:7.1f} s"
+            f"  (CPU {results[stage]['cpu_seconds']:.1f} s)",
             flush=True,
         )
     return results
@@ -260,17 +300,39 @@ def main() -> None:
         "--seeded-n", type=int, default=8000, help="the seeded search alone at this many faces (0: skip)"
     )
     parser.add_argument("--seeded-size", type=int, default=48)
+    parser.add_argument(
+        "--search-batch", type=int, default=50, help="candidates per forward pass of the search"
+    )
+    parser.add_argument(
+        "--block",
+        type=int,
+        default=0,
+        help="patch SEARCH_BLOCK, MASK_BLOCK and IMAGE_BUFFER to this many rows in every stage (0: as is)",
+    )
+    parser.add_argument(
+        "--pin-malloc", action="store_true", help="pin glibc's allocator (peak_memory.MALLOC_SETTINGS)"
+    )
+    parser.add_argument("--splits", default="0.8,0.1,0.1", help="train,val,test shares of the synthetic sets")
+    parser.add_argument("--pool", type=int, default=POOL, help="distinct faces per set")
     parser.add_argument("--json", default="memory.json")
     parser.add_argument("--work", default=None, help="keep the data and artifacts here (default: a temp dir)")
     args = parser.parse_args()
 
     work = Path(args.work or tempfile.mkdtemp(prefix="pasm-memory-"))
+    shares = [float(x) for x in args.splits.split(",")]
+    options: dict[str, Any] = {
+        "malloc": args.pin_malloc,
+        "patch": {where: args.block for where in BLOCKS} if args.block else None,
+        "pool": args.pool,
+        "splits": dict(zip(SPLITS, shares, strict=True)),
+        "pool_cache": work / "pool",
+    }
     sizes = [args.n] if args.factor == 1 else [args.n, args.factor * args.n]
     report: dict[str, Any] = {"size_px": args.size, "width": args.width, "threads": args.threads, "runs": {}}
     try:
         for n in sizes:
             print(f"{n} faces at {args.size} px:", flush=True)
-            report["runs"][str(n)] = run_stages(work / f"n{n}", n, args.size, args, args.stages)
+            report["runs"][str(n)] = run_stages(work / f"n{n}", n, args.size, args, args.stages, **options)
         if args.seeded_n:
             print(f"seeded search alone, {args.seeded_n} faces at {args.seeded_size} px:", flush=True)
             report["seeded_alone"] = {

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pasm.data.atomic import atomic_path, pid_alive, stale_temporaries
-from pasm.data.h5store import Faces, read_faces, read_table, write_faces, write_table
+from pasm.data.h5store import Faces, FacesWriter, read_faces, read_table, write_faces, write_table
 
 
 def _faces(n=5):
@@ -101,3 +101,14 @@ def test_table_round_trip_and_length_check(tmp_path):
     with pytest.raises(ValueError, match="differ in length"):
         write_table(tmp_path / "u.h5", {"a": np.arange(3), "b": np.arange(2)})
     assert not (tmp_path / "u.h5").exists()
+
+
+def test_faces_writer_leaves_nothing_without_finish_or_after_an_error(tmp_path):
+    with pytest.raises(RuntimeError, match="before finish"):
+        with FacesWriter(tmp_path / "a.h5", 8) as out:
+            out.append(np.zeros((8, 8, 3), np.uint8), 0, "train", "x.png", "ok")
+    with pytest.raises(ValueError, match="stop"):
+        with FacesWriter(tmp_path / "b.h5", 8) as out:
+            out.append(np.zeros((8, 8, 3), np.uint8), 0, "train", "x.png", "ok")
+            raise ValueError("stop")  # the block's own error propagates unchanged
+    assert list(tmp_path.iterdir()) == []

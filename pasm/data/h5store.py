@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import h5py
 import numpy as np
@@ -25,6 +27,93 @@ def _set_attrs(obj: h5py.HLObject, attrs: dict[str, Any]) -> None:
 
 def _get_attrs(obj: h5py.HLObject) -> dict[str, Any]:
     return {k: json.loads(v) for k, v in obj.attrs.items()}
+
+
+class GuardedFile(io.FileIO):
+    """The temporary file a new HDF5 artifact is written through (h5py's "fileobj" driver), so that
+    the HDF5 library never sees a failed write.
+
+    HDF5 does not survive one: once a write has failed (ENOSPC on a full disk), closing the file
+    fails too and leaves the library's state half torn down, and the next attempt to close it
+    (h5py's ``__dealloc__`` in garbage collection or at exit, or HDF5's own flush of the file's
+    datasets) touches freed memory: the job dies of SIGSEGV after the real error was printed
+    (h5py issue 914, a bug of the HDF5 library; h5py 3.16 with HDF5 2.0 still has it). Here the
+    first failed write is recorded instead and it, and every later write, is discarded: the file
+    is incomplete and will be removed. HDF5 goes on and closes normally; ``check`` (create_h5
+    calls it, and long writers between blocks) raises the recorded error, naming the artifact.
+    """
+
+    def __init__(self, tmp: Path, artifact: Path) -> None:
+        super().__init__(tmp, "w+")
+        self.artifact = artifact
+        self.error: OSError | None = None
+        self._failure: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        if self.error is None:
+            try:
+                done = 0
+                while done < len(view):  # the write that fills the disk writes a part, the next one fails
+                    done += super().write(view[done:])
+            except OSError as err:
+                self.error = err
+        return len(view)
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        got = super().readinto(view) or 0
+        view[got:] = bytes(len(view) - got)  # past the end of what was written: zeros, as HDF5's sec2 driver
+        return len(view)
+
+    def truncate(self, size: int | None = None) -> int:
+        if self.error is None:
+            try:
+                return super().truncate(size)
+            except OSError as err:
+                self.error = err
+        return self.tell() if size is None else size
+
+    def failure(self) -> OSError | None:
+        """The recorded error as an OSError naming the artifact (one object, however often asked);
+        None when every write succeeded."""
+        if self.error is not None and self._failure is None:
+            err = self.error
+            self._failure = OSError(
+                err.errno, f"{err.strerror or err}; {self.artifact.name} not written", str(self.artifact)
+            )
+        return self._failure
+
+    def check(self) -> None:
+        """Raise the error of a write that failed, if one did."""
+        if self.failure() is not None:
+            raise self.failure() from self.error
+
+
+@contextmanager
+def create_h5(path: str | Path) -> Iterator[tuple[h5py.File, GuardedFile]]:
+    """A new HDF5 file open for writing, and the GuardedFile it is written through; the file appears
+    under `path` only once the block has completed (atomic_path).
+
+    A write that fails (a full disk, a quota) ends in an OSError naming `path` and leaves no file
+    under it, never in SIGSEGV (GuardedFile): raised where the block calls ``disk.check()`` (a
+    long writer does so after each block of rows, so that it stops at once rather than go on
+    making rows that are discarded), or else when the block ends, or on closing the file.
+    """
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        disk = GuardedFile(tmp, path)
+        try:
+            with h5py.File(disk, "w") as f:
+                yield f, disk
+        except Exception as exc:
+            failure = disk.failure()
+            if failure is not None and exc is not failure:
+                raise failure from exc  # an error that followed a failed write: the write is the cause
+            raise
+        finally:
+            disk.close()
+        disk.check()  # a write that failed while HDF5 closed the file (its last metadata)
 
 
 @dataclass
@@ -76,13 +165,16 @@ class FacesWriter:
 
     def __init__(self, path: str | Path, size: int) -> None:
         self.path, self.size = Path(path), int(size)
-        self._atomic = atomic_path(self.path)
-        self._tmp = self._atomic.__enter__()
-        self._file = h5py.File(self._tmp, "w")
+        self._create = create_h5(self.path)
+        self._file, self._disk = self._create.__enter__()
         shape = (self.size, self.size, 3)
-        self._images = self._file.create_dataset(
-            "images", shape=(0, *shape), maxshape=(None, *shape), dtype=np.uint8, chunks=(1, *shape)
-        )
+        try:
+            self._images = self._file.create_dataset(
+                "images", shape=(0, *shape), maxshape=(None, *shape), dtype=np.uint8, chunks=(1, *shape)
+            )
+        except BaseException as exc:  # closes and removes the temporary file
+            self._create.__exit__(type(exc), exc, exc.__traceback__)
+            raise
         self._buffer: list[np.ndarray] = []
         self.labels: list[int] = []
         self.splits: list[str] = []
@@ -135,6 +227,7 @@ class FacesWriter:
         self._images.resize(start + len(self._buffer), axis=0)
         self._images[start:] = np.stack(self._buffer)
         self._buffer = []
+        self._disk.check()  # a full disk stops the writer here, not after the last face is made
 
     def finish(
         self, subsets: dict[str, np.ndarray] | None = None, attrs: dict[str, Any] | None = None
@@ -163,12 +256,11 @@ class FacesWriter:
         self._done = True
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        self._file.close()
         if exc_type is None and not self._done:
             err = RuntimeError(f"{self.path}: FacesWriter closed before finish(); nothing written")
-            self._atomic.__exit__(RuntimeError, err, None)  # removes the temporary file
+            self._create.__exit__(RuntimeError, err, None)  # closes and removes the temporary file
             raise err
-        self._atomic.__exit__(exc_type, exc, tb)  # renames it only after a complete write
+        self._create.__exit__(exc_type, exc, tb)  # closes the file; renames it only after a complete write
 
 
 def write_faces(path: str | Path, faces: Faces) -> None:
@@ -227,7 +319,7 @@ def write_table(
         lengths["images"] = images[0][0]
     if len(set(lengths.values())) > 1:
         raise ValueError(f"columns differ in length: {lengths}")
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+    with create_h5(path) as (f, disk):
         if images is not None:
             shape, blocks = images
             out = f.create_dataset(
@@ -237,6 +329,7 @@ def write_table(
             for block in blocks:
                 out[start : start + len(block)] = block
                 start += len(block)
+                disk.check()  # a full disk stops here, before the next block is made
             if start != shape[0]:
                 raise ValueError(f"{path}: {start} images written, {shape[0]} expected")
         for key, value in table.items():
@@ -259,7 +352,7 @@ def write_groups(
 ) -> None:
     """Write several tables (e.g. one per evaluated split) as HDF5 groups of one file, atomically;
     a group name may hold '/' ("splits/test")."""
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+    with create_h5(path) as (f, _):
         for name, table in groups.items():
             lengths = {k: len(v) for k, v in table.items()}
             if len(set(lengths.values())) > 1:
