@@ -6,10 +6,10 @@ import logging
 import pathlib
 import pickle
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_training import _data as training_data
 
 from pasm.app import cli
 from pasm.nn.models import NotAModelFile, build_model, load_model
@@ -54,12 +54,8 @@ def test_the_planted_file_runs_code_when_loaded_unsafely(tmp_path, fmt):
     assert marker.exists()
 
 
-def _data(n=48, size=16):
-    rng = np.random.default_rng(0)
-    labels = rng.integers(0, 2, n)
-    imgs = rng.integers(60, 120, (n, size, size, 3)).astype(np.uint8)
-    imgs[labels == 1, :, : size // 2] += 100
-    return imgs, labels
+def _data():
+    return training_data(n=48)
 
 
 def _params(**kw):
