@@ -1,29 +1,10 @@
-"""No stage needs memory that grows with the data set: the stages that read a whole split run at N and
-4N synthetic faces, each alone in a fresh process (benchmarks/memory.py's way), and no stage's
-peak resident memory may grow by more than BOUND of what holding the 3N extra faces once would take.
+"""No stage needs memory that grows with the data set: each stage that reads a whole split runs at N
+and 4N synthetic faces, alone in a fresh process (benchmarks/memory.py's way), and its peak resident
+memory may grow by at most BOUND of what holding the 3N extra faces once would take.
 
-Built to be fast (about 95 s on two idle cores) and far from both edges (issue 21: the former test,
-N = 800 at 128 px, all seven stages, took 12-14 minutes of CI and failed once in two runs,
-search_de growing 57.5 MiB against its 56 MiB bound):
-
-* Few faces, large images (N = 224 at 224 px: the 3N extra faces are 96 MiB), blocks of 16 rows
-  (SEARCH_BLOCK, MASK_BLOCK and IMAGE_BUFFER patched in the child; training batches of 16, 16
-  candidates per search forward): both sets hold many full blocks of every blocked stage, so a
-  stage whose memory is bounded by its blocks peaks alike at N and 4N.
-* Splits 50/25/25 %: at N the validation and test splits hold 56 faces each, more than one batch of
-  predict_logits (50); with fewer, that batch, not a leak, grows with N.
-* glibc's allocator pinned in the child (benchmarks/peak_memory.MALLOC_SETTINGS): by default the
-  peak wanders by 20-40 MiB with the order of past allocations, and creeps over the first batches
-  of training, which a long epoch (4N) finishes and a short one (N) does not.
-* Stages: faces, pretrain (one epoch), search_de (one shard: every training row), gather, masking,
-  finetune, evaluate. The seeded search (as slow as the rest together) is left to
-  ``benchmarks/memory.py``, which also runs it alone at 8000 faces with the FER run's settings.
-
-Measured (5 runs of this configuration): growth 0.4-1.6 MiB per stage, but search_de 3.2-3.8 MiB
-(as much at 160 px: not images, some per-row state); bound 24 MiB. Planted leaks: search_points
-holding every face (``np.asarray(data.images[:])``) grew 103 MiB, score_model holding its own
-splits (half the faces) 50 MiB.
-"""
+Few faces of 224 px in blocks of 16 rows, so both sizes hold many full blocks of every blocked stage,
+and glibc's allocator pinned in the child, so the peak does not wander with allocation order.
+docs/operations.md ("The memory test") gives the settings' reasons and what the test measured."""
 
 from __future__ import annotations
 

@@ -256,10 +256,9 @@ def create_app(
             return answer(predictor, image, name, lock)
         except RequestError:
             raise
-        except Exception as exc:
-            too_large = getattr(decode, "ImageTooLarge", None)  # a step that would make too large an image
-            if too_large is not None and isinstance(exc, too_large):
-                raise RequestError(413, f"image too large to process ({_public(exc)})") from None
+        except decode.ImageTooLarge as exc:  # a step of the detection would make too large an image
+            raise RequestError(413, f"image too large to process ({_public(exc)})") from None
+        except Exception:
             log.exception("internal error answering POST /predict")
             raise RequestError(500, "internal error") from None
 
