@@ -21,6 +21,7 @@ from pasm.evaluate.point_density import class_densities, default_sigma, mean_gre
 from pasm.evaluate.report import cross_by_round, write_round_report
 from pasm.nn.inference import predict_logits, resolve_device
 from pasm.nn.models import file_sha256, load_model
+from pasm.workflow.placement import where_made
 from pasm.workflow.rounds import decide, final_round
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,7 @@ def score_model(
         "splits": {},
         "subsets": {},
         "subsets_not_evaluated": skipped,
+        "placement": where_made(device),
     }
     sets = [("splits", s, data.rows(s)) for s in splits] + [
         ("subsets", s, rows) for s, rows in subsets.items()

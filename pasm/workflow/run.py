@@ -26,7 +26,9 @@ from typing import Any, Callable, Iterator
 
 import torch
 
+from pasm.nn.numerics import set_cuda_numerics
 from pasm.workflow import ablation, data, evaluate, search, train
+from pasm.workflow.placement import GPUUnavailable, job_placement
 
 DATA_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError)
 """Failures the same input raises on every attempt: bad data (readers name file and line) or a bad
@@ -68,7 +70,7 @@ def snakemake_job(smk: Any) -> Iterator[Any]:
     try:
         _check_retry(smk, record)
         yield smk
-    except NotRetried as exc:
+    except (NotRetried, GPUUnavailable) as exc:
         log.error("%s", exc)
         raise
     except DATA_ERRORS as exc:
@@ -88,7 +90,8 @@ def setup_logging(log_path: str | Path | None) -> logging.Logger:
     root = logging.getLogger()
     root.handlers.clear()
     root.setLevel(logging.INFO)
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S")
+    # milliseconds: which of two concurrent jobs held a GPU first is read from their logs
+    fmt = logging.Formatter("%(asctime)s.%(msecs)03d %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S")
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_path:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
@@ -168,7 +171,15 @@ def stage_arguments(stage: Callable[..., Any], job: Any) -> dict[str, Any]:
 
 
 def run_stage(job: Any) -> Any:
-    """Run the stage of a Snakemake ``script:`` job (the ``snakemake`` object) with its log and threads."""
+    """Run the stage of a Snakemake ``script:`` job (the ``snakemake`` object) with its log and threads;
+    a stage that takes a ``device`` runs where `pasm.workflow.placement` puts the job."""
     stage = STAGES[job.rule]
     with snakemake_job(job):
-        return stage(**stage_arguments(stage, job))
+        kwargs = stage_arguments(stage, job)
+        if "device" not in kwargs:  # a stage without a network
+            return stage(**kwargs)
+        with job_placement(job) as where:  # before anything starts CUDA in this process
+            logging.getLogger("pasm").info("placed: %s", where.describe())
+            if where.device.startswith("cuda"):
+                set_cuda_numerics(bool(job.config.get("deterministic", False)))
+            return stage(**{**kwargs, "device": where.device})

@@ -4,7 +4,6 @@ images."""
 from __future__ import annotations
 
 import logging
-import os
 import time
 from typing import Any, Sequence
 
@@ -19,7 +18,7 @@ from pasm.nn.models import file_sha256, load_model
 from pasm.search import SearchParams, find_points
 from pasm.train.masking import apply_masks
 from pasm.workflow.common import round_seed, train_rows
-from pasm.workflow.gpu_slots import gpu_slot, visible_devices_env
+from pasm.workflow.placement import where_made
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +92,6 @@ def search_points(
     train_subset: int | None,
     seed: int,
     device: str = "cpu",
-    machine_gpus: int = 0,
-    gpu_lock_dir: str = "",
     progress: bool = True,
 ) -> None:
     """Find the most sensitive pixel of each training image of one shard (Sec. 3.2) against round
@@ -104,25 +101,21 @@ def search_points(
     rows = train_rows(data, train_split, train_subset, seed)
     start, stop = shard_rows(len(rows), shard, n_shards)
     sel = rows[start:stop]
-    with gpu_slot(device, int(machine_gpus), gpu_lock_dir or None) as gpu:
-        if gpu is not None:
-            os.environ.update(visible_devices_env(gpu))  # before CUDA initialises (resolve_device does)
-            log.info("shard %d/%d: claimed GPU %d", shard, n_shards, gpu)
-        torch_device = resolve_device(device)
-        net, meta = load_model(model, torch_device)
-        params = SearchParams.from_config(search, round_seed(seed, "search", r))
-        t0 = time.perf_counter()
-        found = find_points_in_blocks(
-            net,
-            data.images.subset(sel),
-            data.labels[sel],
-            np.arange(start, stop),
-            meta=meta,
-            params=params,
-            device=torch_device,
-            progress=progress,
-        )
-        seconds = time.perf_counter() - t0
+    torch_device = resolve_device(device)
+    net, meta = load_model(model, torch_device)
+    params = SearchParams.from_config(search, round_seed(seed, "search", r))
+    t0 = time.perf_counter()
+    found = find_points_in_blocks(
+        net,
+        data.images.subset(sel),
+        data.labels[sel],
+        np.arange(start, stop),
+        meta=meta,
+        params=params,
+        device=torch_device,
+        progress=progress,
+    )
+    seconds = time.perf_counter() - t0
     table = {"index": sel.astype(np.int64), **{k: found[k] for k in POINT_FIELDS if k != "index"}}
     n = len(sel)
     log.info(
@@ -145,7 +138,7 @@ def search_points(
         "round": r,
         "seconds": seconds,
         "search": search,
-        "gpu": -1 if gpu is None else gpu,
+        **where_made(device),
     }
     write_table(points, table, attrs)
 

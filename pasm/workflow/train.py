@@ -19,6 +19,7 @@ from pasm.nn.inference import resolve_device
 from pasm.nn.models import IMAGENET_MEAN, IMAGENET_STD, build_model, file_sha256, load_model, save_model
 from pasm.train.training import Resume, TrainParams, train
 from pasm.workflow.common import round_seed, train_rows
+from pasm.workflow.placement import where_made
 
 
 def model_meta(
@@ -120,7 +121,7 @@ def pretrain(
         progress=progress,
         resume=resume,
     )
-    meta["history"] = history
+    meta.update(history=history, placement=where_made(device))
     finish_model(model, net, meta, resume)
 
 
@@ -230,5 +231,6 @@ def fit_student(
         teacher_path=str(init),
         alpha=settings.alpha,
         beta=settings.beta,
+        placement=where_made(settings.device),
     )
     finish_model(model, student, meta, resume)

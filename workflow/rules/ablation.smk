@@ -17,10 +17,6 @@ rule ablation_seeded_points:
     conda:
         "../envs/pasm.yaml"
     threads: CFG["threads"]
-    resources:
-        gpu=0,  # a GPU profile sets 1 (profiles/gpu, profiles/slurm)
-        machine_gpus=CFG["gpus"],
-        gpu_lock_dir=CFG["gpu_lock_dir"] or "",
     params:
         search=seeded_search_settings,
         train_split=ds_key("train_split"),

@@ -17,10 +17,6 @@ rule search_points:
     conda:
         "../envs/pasm.yaml"
     threads: CFG["method"]["search"]["threads"]
-    resources:
-        gpu=0,  # a GPU profile sets 1 (profiles/gpu, profiles/slurm): caps concurrent GPU shards
-        machine_gpus=CFG["gpus"],
-        gpu_lock_dir=CFG["gpu_lock_dir"] or "",
     params:
         search=method_key("search"),
         train_split=ds_key("train_split"),
