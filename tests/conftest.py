@@ -14,9 +14,10 @@ SHARED = REPO.parent / "shared"
 
 
 def run_snakemake(
-    workdir: Path, *args: str, check: bool = True, timeout: int = 900
+    workdir: Path, *args: str, check: bool = True, timeout: int = 900, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
-    """Run the repository's Snakefile in `workdir` with this interpreter's snakemake."""
+    """Run the repository's Snakefile in `workdir` with this interpreter's snakemake (`env`: added
+    to this process's environment)."""
     cmd = [
         sys.executable,
         "-m",
@@ -27,12 +28,13 @@ def run_snakemake(
         str(workdir),
         *args,
     ]
-    env = {
+    full_env = {
         **os.environ,
         "PYTHONPATH": str(REPO),
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        **(env or {}),
     }
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env)
     if check and proc.returncode != 0:
         raise AssertionError(
             f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"

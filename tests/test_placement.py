@@ -68,7 +68,8 @@ def test_a_gpu_that_torch_cannot_use_stops_the_job(tmp_path, monkeypatch):
     smi.chmod(smi.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
     env: dict[str, str] = {}
-    with pytest.raises(GPUUnavailable, match="rule faces: the profile gives it a GPU, but GPU 0 is not usable"):
+    expected = "rule faces: the profile gives it a GPU, but GPU 0 is not usable"
+    with pytest.raises(GPUUnavailable, match=expected):
         with placed("faces", "auto", 1, lock_dir=tmp_path / "locks", env=env):
             pass
 

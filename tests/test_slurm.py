@@ -30,6 +30,7 @@ from conftest import REPO, run_snakemake, write_config
 from test_workflow import TINY
 
 from pasm.data.h5store import read_faces, read_table
+from pasm.workflow.placement import FAKE_GPUS
 
 pytestmark = pytest.mark.workflow  # runs Snakemake or the whole pipeline: make test-fast leaves it out
 
@@ -46,7 +47,8 @@ EXPECTED_JOBS = {
     "finetune": 1,
     "evaluate": 2,
 }
-GPU_RULES = {"pretrain", "search_points", "finetune"}  # of EXPECTED_JOBS, those the profile gives a GPU
+# of EXPECTED_JOBS, those the profile gives a GPU (every rule that runs a network)
+GPU_RULES = {"faces", "pretrain", "search_points", "finetune", "evaluate"}
 SMALL = {**TINY, "method": {**TINY["method"], "rounds": 1}}
 
 
@@ -88,7 +90,7 @@ def cluster():
 
 
 def test_slurm_profile_asks_for_what_a_real_cluster_needs():
-    """Checked without a cluster: GPUs for the GPU rules only, runtimes growing with attempt, requeue."""
+    """Checked without a cluster: GPUs for the network rules only, runtimes growing with attempt, requeue."""
     profile = yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())
     assert profile["executor"] == "slurm" and profile["slurm-requeue"] is True and profile["jobs"] >= 1
     assert profile["retries"] >= 1
@@ -101,10 +103,14 @@ def test_slurm_profile_asks_for_what_a_real_cluster_needs():
         "finetune",
         "ablation_train",
         "ablation_pretrain_cross",
+        "ablation_evaluate",
+        "faces",
+        "evaluate",
+        "cross_evaluate",
     ):
         assert per_rule[rule]["gpu"] == 1 and per_rule[rule]["cpus_per_gpu"] == "threads", rule
         assert {"mem_mb", "runtime"} <= set(per_rule[rule]), rule
-    for rule in ("demo_images", "faces", "gather_points", "masked_samples", "evaluate", "cross_evaluate"):
+    for rule in ("demo_images", "gather_points", "masked_samples", "point_density", "ablation_masked"):
         assert "gpu" not in per_rule.get(rule, {}), rule
     for res in [defaults, *per_rule.values()]:
         assert "attempt" in str(res.get("runtime", "attempt"))
@@ -146,10 +152,13 @@ def runs(cluster, tmp_path_factory):
     slurm_wd, local_wd = tmp_path_factory.mktemp("slurm_run"), tmp_path_factory.mktemp("local_run")
     for wd in (slurm_wd, local_wd):
         write_config(wd, SMALL)
+    # The test cluster's GPUs are count-only (no CUDA behind them): its GPU jobs claim them as
+    # the tests' fake GPUs and run on the CPU, like the local run.
+    fake = {FAKE_GPUS: "1"} if cluster["gpus"] else {}
     # side by side: the cluster run spends much of its time waiting for Slurm and status checks
     with ThreadPoolExecutor(2) as pool:
         cluster_run = pool.submit(
-            run_snakemake, slurm_wd, "--workflow-profile", str(profile), TARGET, timeout=600
+            run_snakemake, slurm_wd, "--workflow-profile", str(profile), TARGET, timeout=600, env=fake
         )
         local_run = pool.submit(run_snakemake, local_wd, "--cores", "2", TARGET)
         proc = cluster_run.result()
@@ -192,6 +201,7 @@ def test_every_job_went_through_slurm(runs, cluster):
 
 TIMINGS = {"seconds", "images_per_s", "search_seconds"}  # wall-clock measurements
 HASHES = {"model_sha256", "teacher_sha256"}  # of model files, which hold the training's timings
+WHERE = {"placement", "gpu"}  # the GPU a job held: the cluster's, none locally
 
 
 def without(d: dict, keys: set[str]) -> dict:
@@ -223,7 +233,7 @@ def test_cluster_artifacts_equal_local_ones(runs):
         assert ta.keys() == tb.keys()
         for key in ta:
             assert np.array_equal(ta[key], tb[key]), f"{name}:{key} differs"
-        assert without(attrs_a, TIMINGS | HASHES) == without(attrs_b, TIMINGS | HASHES), name
+        assert without(attrs_a, TIMINGS | HASHES | WHERE) == without(attrs_b, TIMINGS | HASHES | WHERE), name
     for rnd in (0, 1):
         ma = torch.load(a / f"round{rnd}/model.pt", map_location="cpu", weights_only=True)
         mb = torch.load(b / f"round{rnd}/model.pt", map_location="cpu", weights_only=True)
@@ -232,8 +242,8 @@ def test_cluster_artifacts_equal_local_ones(runs):
             assert torch.equal(ma["state_dict"][key], mb["state_dict"][key]), (
                 f"round{rnd} weight {key} differs"
             )
-        assert without(ma["meta"], TIMINGS | HASHES) == without(mb["meta"], TIMINGS | HASHES)
+        assert without(ma["meta"], TIMINGS | HASHES | WHERE) == without(mb["meta"], TIMINGS | HASHES | WHERE)
         assert ma["meta"]["history"] and ma["meta"]["history"][0]["loss"] == mb["meta"]["history"][0]["loss"]
         metrics_a = json.loads((a / f"round{rnd}/metrics.json").read_text())
         metrics_b = json.loads((b / f"round{rnd}/metrics.json").read_text())
-        assert without(metrics_a, HASHES) == without(metrics_b, HASHES)
+        assert without(metrics_a, HASHES | WHERE) == without(metrics_b, HASHES | WHERE)

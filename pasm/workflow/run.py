@@ -91,7 +91,9 @@ def setup_logging(log_path: str | Path | None) -> logging.Logger:
     root.handlers.clear()
     root.setLevel(logging.INFO)
     # milliseconds: which of two concurrent jobs held a GPU first is read from their logs
-    fmt = logging.Formatter("%(asctime)s.%(msecs)03d %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S")
+    fmt = logging.Formatter(
+        "%(asctime)s.%(msecs)03d %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"
+    )
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_path:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
