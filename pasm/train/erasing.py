@@ -22,9 +22,14 @@ def random_erasing(
 ) -> torch.Tensor:
     """Zhong et al.'s random erasing on a float (B, 3, H, W) batch of 0..255 values: with the given
     probability per image, one rectangle of area fraction U(area) and log-uniform aspect ratio
-    U(aspect) (clipped to the image) at a uniform position is filled with uniform random values."""
+    U(aspect) (clipped to the image) at a uniform position is filled with uniform random values.
+
+    The random numbers are drawn from ``generator`` on its device and used on x's: a generator
+    on the training device keeps the host out of the step.
+    """
     b, _, h, w = x.shape
-    u = torch.rand(b, 5, generator=generator)
+    dev = x.device
+    u = torch.rand(b, 5, generator=generator, device=generator.device).to(dev)
     frac = area[0] + (area[1] - area[0]) * u[:, 0]
     ratio = torch.exp(math.log(aspect[0]) + (math.log(aspect[1]) - math.log(aspect[0])) * u[:, 1])
     eh = torch.sqrt(frac * h * w * ratio).round().clamp(1, h).long()
@@ -32,15 +37,15 @@ def random_erasing(
     top = (u[:, 2] * (h - eh + 1)).long()
     left = (u[:, 3] * (w - ew + 1)).long()
     erase = u[:, 4] < probability
-    rows = torch.arange(h)[None, :]
-    cols = torch.arange(w)[None, :]
+    rows = torch.arange(h, device=dev)[None, :]
+    cols = torch.arange(w, device=dev)[None, :]
     inside = (
         ((rows >= top[:, None]) & (rows < (top + eh)[:, None]))[:, :, None]
         & ((cols >= left[:, None]) & (cols < (left + ew)[:, None]))[:, None, :]
         & erase[:, None, None]
     )
-    noise = torch.rand(x.shape, generator=generator) * 255.0
-    return torch.where(inside[:, None].to(x.device), noise.to(x.device), x)
+    noise = torch.rand(x.shape, generator=generator, device=generator.device) * 255.0
+    return torch.where(inside[:, None], noise.to(dev), x)
 
 
 class RandomErasing:

@@ -8,7 +8,7 @@ import logging
 import pickle
 import time
 import zipfile
-from collections import Counter
+from collections import Counter, deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +22,8 @@ from tqdm import tqdm
 from pasm.data.rows import H5Rows
 from pasm.nn.inference import autocast, autocast_dtype, predict_logits
 from pasm.nn.inputs import to_input
-from pasm.train.augment import random_crop_flip
-from pasm.train.batches import prefetched, read_batch
+from pasm.train.augment import CropFlip
+from pasm.train.batches import BatchReader, prefetched
 from pasm.train.losses import pasm_loss
 
 log = logging.getLogger(__name__)
@@ -81,10 +81,13 @@ def _save_state(
     opt: torch.optim.Optimizer,
     sched: Any,
     gen: torch.Generator,
+    aug: torch.Generator,
+    device: torch.device,
     history: list[dict[str, float]],
 ) -> None:
     """Everything needed to continue after `epoch`, written atomically (a kill never leaves half
-    a state)."""
+    a state). Of the GPUs' random states only the training device's is kept, so the state resumes
+    on a machine with another number of GPUs, or on the CPU."""
     from pasm.data.atomic import atomic_path
 
     state = {
@@ -94,8 +97,9 @@ def _save_state(
         "optimizer": opt.state_dict(),
         "scheduler": sched.state_dict(),
         "generator": gen.get_state(),
+        "aug_generator": aug.get_state() if aug is not gen else None,
         "torch_rng": torch.get_rng_state(),
-        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
         "history": history,
     }
     Path(resume.path).parent.mkdir(parents=True, exist_ok=True)
@@ -156,10 +160,19 @@ def _load_state(resume: Resume) -> dict[str, Any] | None:
 
 
 def _restore_state(
-    resume: Resume | None, model: nn.Module, opt: torch.optim.Optimizer, sched: Any, gen: torch.Generator
+    resume: Resume | None,
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    sched: Any,
+    gen: torch.Generator,
+    aug: torch.Generator,
+    device: torch.device,
 ) -> tuple[int, list[dict[str, float]]]:
     """Continue from a matching saved state, if any: restore weights, optimiser, schedule and random
-    generators; return the first epoch still to train and the history of the epochs before it."""
+    generators; return the first epoch still to train and the history of the epochs before it.
+
+    A state written on another kind of device resumes too: the CUDA generators' states are
+    restored onto the training device when both were CUDA devices, and left as seeded otherwise."""
     state = _load_state(resume) if resume else None
     if state is None:
         return 1, []
@@ -168,8 +181,16 @@ def _restore_state(
     sched.load_state_dict(state["scheduler"])
     gen.set_state(state["generator"])
     torch.set_rng_state(state["torch_rng"])
-    if state["cuda_rng"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    if device.type == "cuda":
+        if aug is not gen and isinstance(state.get("aug_generator"), torch.Tensor):
+            aug.set_state(state["aug_generator"])
+        cuda_rng = state.get("cuda_rng")
+        if isinstance(cuda_rng, (list, tuple)):  # every visible GPU's, as states used to hold
+            cuda_rng = (
+                cuda_rng[device.index] if device.index is not None and device.index < len(cuda_rng) else None
+            )
+        if isinstance(cuda_rng, torch.Tensor):
+            torch.cuda.set_rng_state(cuda_rng, device)
     log.info(
         "resuming from %s: epochs 1-%d done, continuing at epoch %d",
         resume.path,
@@ -226,6 +247,11 @@ def _no_batch_message(n_images: int, batch_size: int) -> str:
     )
 
 
+RUN_AHEAD = 2
+"""Training steps the host may queue on a GPU ahead of the one running: enough to keep it busy,
+few enough to bound the pinned batches in flight."""
+
+
 def train_one_epoch(
     model: nn.Module,
     opt: torch.optim.Optimizer,
@@ -244,14 +270,26 @@ def train_one_epoch(
     beta: float = 0.0,
     student_transform: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
     progress: bool = True,
+    aug_generator: torch.Generator | None = None,
 ) -> dict[str, float]:
     """One pass over `images` (int64 `labels`) in an order drawn from `gen`, one SGD step per batch;
-    returns the epoch's mean loss, training accuracy and number of images trained on."""
+    returns the epoch's mean loss, training accuracy and number of images trained on.
+
+    Crops, flips and `student_transform` draw from `aug_generator` (default `gen`), on its device.
+    On CUDA, batches are copied from pinned memory without blocking, and the loss and accuracy
+    are summed on the device and read once, at the end of the epoch.
+    """
     model.train()
+    device = torch.device(device)
+    cuda = device.type == "cuda"
+    aug = gen if aug_generator is None else aug_generator
     n = len(labels)
     order = torch.randperm(n, generator=gen)
     amp = autocast(device, params.precision)
-    total_loss, correct, seen = 0.0, 0, 0
+    sums = device if device.type in ("cpu", "cuda") else torch.device("cpu")  # has float64
+    total_loss = torch.zeros((), dtype=torch.float64, device=sums)
+    correct = torch.zeros((), dtype=torch.int64, device=sums)
+    seen = 0
     bar = tqdm(
         total=-(-n // params.batch_size),
         desc=f"epoch {epoch}/{params.epochs}",
@@ -266,28 +304,43 @@ def train_one_epoch(
         bar.close()
         raise ValueError(_no_batch_message(n, params.batch_size))
     clean = clean_images if teacher is not None else None
-    for idx, xb in prefetched(lambda b: (b, read_batch(images, clean, b)), batches):
-        bar.update(1)
-        xb = random_crop_flip(xb.to(device).float(), params.crop_pad, params.flip, gen)
-        yb = labels[torch.from_numpy(idx)].to(device)
-        student_u8 = xb[:, :3] if student_transform is None else student_transform(xb[:, :3], gen)
-        student_x = to_input(student_u8, mean, std).contiguous(memory_format=torch.channels_last)
-        teacher_logits = None
-        with amp:
-            if teacher is not None:
-                with torch.no_grad():
-                    clean_x = to_input(xb[:, 3:], mean, std).contiguous(memory_format=torch.channels_last)
-                    teacher_logits = teacher(clean_x).float()
-            logits = model(student_x).float()
-        loss = pasm_loss(logits, yb, teacher_logits, alpha, beta)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        total_loss += loss.item() * len(idx)
-        correct += (logits.argmax(1) == yb).sum().item()
-        seen += len(idx)
+    depth = 2
+    queued: deque = deque()
+    with BatchReader(images, clean, labels, pin=cuda, ring=depth + 2) as reader:
+        for batch in prefetched(reader, batches, depth):
+            bar.update(1)
+            x = batch.images.to(device, non_blocking=True).permute(0, 3, 1, 2)
+            yb = batch.labels.to(device, non_blocking=True)
+            view = CropFlip.draw(len(x), params.crop_pad, params.flip, aug)
+            student_u8 = view.apply(x).float()
+            if student_transform is not None:
+                student_u8 = student_transform(student_u8, aug)
+            student_x = to_input(student_u8, mean, std).contiguous(memory_format=torch.channels_last)
+            teacher_logits = None
+            with amp:
+                if teacher is not None:
+                    with torch.no_grad():
+                        clean_u8 = view.apply(batch.clean.to(device, non_blocking=True).permute(0, 3, 1, 2))
+                        clean_x = to_input(clean_u8.float(), mean, std)
+                        teacher_logits = teacher(
+                            clean_x.contiguous(memory_format=torch.channels_last)
+                        ).float()
+                logits = model(student_x).float()
+            loss = pasm_loss(logits, yb, teacher_logits, alpha, beta)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total_loss += loss.detach().to(sums).double() * len(batch.idx)
+            correct += (logits.detach().argmax(1) == yb).sum().to(sums)
+            seen += len(batch.idx)
+            if cuda:  # wait for the step RUN_AHEAD before this one, never for the GPU to run dry
+                queued.append(torch.cuda.Event())
+                queued[-1].record()
+                if len(queued) > RUN_AHEAD:
+                    queued.popleft().synchronize()
     bar.close()
-    return {"loss": total_loss / max(seen, 1), "train_acc": correct / max(seen, 1), "images": seen}
+    loss_sum, right = total_loss.item(), int(correct.item())
+    return {"loss": loss_sum / max(seen, 1), "train_acc": right / max(seen, 1), "images": seen}
 
 
 def _val_accuracy(
@@ -332,7 +385,9 @@ def train(
     `resume`, the state after every epoch is saved there and a matching saved state is continued
     from; the result equals an uninterrupted run's. The forward passes run at ``params.precision``
     (by default bfloat16 autocast on CUDA, float32 on CPU); weights and activations are
-    channels_last on every device (faster on CPU as well).
+    channels_last on every device (faster on CPU as well). The batch order is drawn on the host;
+    crops, flips and `student_transform` draw from a generator on the training device when it is
+    a GPU (seeded with ``params.seed``, saved with the state), and from the host's otherwise.
     """
     if teacher is not None and (clean_images is None or clean_images.shape != images.shape):
         raise ValueError("a teacher needs clean_images with the same shape as images")
@@ -341,8 +396,12 @@ def train(
     if _trained_per_epoch(len(labels), params.batch_size) == 0:
         raise ValueError(_no_batch_message(len(labels), params.batch_size))
     device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
     torch.manual_seed(params.seed)
     gen = torch.Generator().manual_seed(params.seed)
+    # crops, flips and erasing draw on the training device; on the CPU from gen, in its order
+    aug = torch.Generator(device=device).manual_seed(params.seed) if device.type == "cuda" else gen
     model.to(device=device, memory_format=torch.channels_last).train()
     if teacher is not None:
         freeze(teacher).to(device=device, memory_format=torch.channels_last)
@@ -350,7 +409,7 @@ def train(
         model.parameters(), lr=params.lr, momentum=params.momentum, weight_decay=params.weight_decay
     )
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=params.lr_milestones, gamma=params.lr_gamma)
-    first_epoch, history = _restore_state(resume, model, opt, sched, gen)
+    first_epoch, history = _restore_state(resume, model, opt, sched, gen, aug, device)
     y_all = torch.from_numpy(np.asarray(labels, dtype=np.int64))
     with _csv_log(log_csv, history) as write_row:
         for epoch in range(first_epoch, params.epochs + 1):
@@ -373,6 +432,7 @@ def train(
                 beta=beta,
                 student_transform=student_transform,
                 progress=progress,
+                aug_generator=aug,
             )
             sched.step()
             seconds = time.perf_counter() - t0
@@ -399,7 +459,7 @@ def train(
                 row["images_per_s"],
             )
             if resume:
-                _save_state(resume, epoch, model, opt, sched, gen, history)
+                _save_state(resume, epoch, model, opt, sched, gen, aug, device, history)
             if on_epoch_end:
                 on_epoch_end(epoch)
     model.eval().to(memory_format=torch.contiguous_format)
