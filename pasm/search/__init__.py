@@ -5,7 +5,8 @@ Modules, in import order: ``rng`` (counter-based random numbers), ``params`` (se
 ``candidates`` (batched evaluation of candidate pixels), ``de`` (Su et al.'s differential
 evolution) and ``seeded`` (gradient seeds refined by a short DE). ``STRATEGIES`` maps the
 config's ``method.search.strategy`` to its function; every strategy takes the same arguments and
-returns the same arrays.
+returns the same arrays. Forwards run on a prepared copy of the network (pasm.nn.inference.inference_model):
+a strategy makes it unless given one (``prepared=True``).
 
 Semantics worth knowing:
 
@@ -49,8 +50,11 @@ def find_points(
     device: str | torch.device = "cpu",
     progress: bool = True,
     indices: np.ndarray | None = None,
+    prepared: bool = False,
 ) -> dict[str, np.ndarray]:
-    """Each image's most sensitive pixel by the strategy ``params.strategy`` (see STRATEGIES)."""
+    """Each image's most sensitive pixel by the strategy ``params.strategy`` (see STRATEGIES).
+    ``prepared``: ``model`` is already ``pasm.nn.inference.inference_model(model, device,
+    params.precision)``, so a caller that searches block after block folds the network once."""
     check_strategy(params.strategy)
     return STRATEGIES[params.strategy](
         model,
@@ -62,4 +66,5 @@ def find_points(
         device=device,
         progress=progress,
         indices=indices,
+        prepared=prepared,
     )

@@ -139,14 +139,15 @@ def de_search(
     device: str | torch.device = "cpu",
     progress: bool = True,
     indices: np.ndarray | None = None,
+    prepared: bool = False,
 ) -> dict[str, np.ndarray]:
     """Su et al.'s non-targeted one-pixel DE (``population`` x ``generations``) on every image.
 
     images: uint8 (N, H, W, 3); labels: int (N,); the model (already on ``device``) maps the
     normalised float (B, 3, H, W) batch to logits. ``indices`` are the images' global indices
-    (default arange(N)) and key the randomness, so shards reproduce the full run. Returns arrays
-    of length N: x, y (int32), rgb (uint8, N x 3), prob_before, prob_after (float32), flipped,
-    queries (int32, forwards spent incl. the clean one), clean_correct.
+    (default arange(N)) and key the randomness, so shards reproduce the full run; ``prepared`` as in
+    find_points. Returns arrays of length N: x, y (int32), rgb (uint8, N x 3), prob_before,
+    prob_after (float32), flipped, queries (int32, forwards spent incl. the clean one), clean_correct.
     """
     images, labels, indices = check_inputs(images, labels, indices, params)
     n, height, width, _ = images.shape
@@ -159,7 +160,8 @@ def de_search(
     device = torch.device(device)
     keys = image_keys(params.seed, indices)
     best = Best.empty(n)
-    model = inference_model(model, device, params.precision)
+    if not prepared:  # a caller that searches many blocks prepares it once
+        model = inference_model(model, device, params.precision)
     with torch.inference_mode():
         prob = make_problem(model, images, labels, mean, std, device, params.batch_size)
         everyone = np.arange(n)

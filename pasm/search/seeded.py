@@ -109,6 +109,7 @@ def seeded_search(
     device: str | torch.device = "cpu",
     progress: bool = True,
     indices: np.ndarray | None = None,
+    prepared: bool = False,
 ) -> dict[str, np.ndarray]:
     """One-pixel attack seeded by the input gradient, refined by a short DE; same inputs and
     outputs as find_points (whatever ``params.strategy`` says).
@@ -139,7 +140,8 @@ def seeded_search(
     device = torch.device(device)
     keys = image_keys(params.seed, indices)
     best = Best.empty(n)
-    model = inference_model(model, device, params.precision)
+    if not prepared:  # a caller that searches many blocks prepares it once
+        model = inference_model(model, device, params.precision)
     with torch.no_grad():  # not inference mode: the gradient pass differentiates through these
         prob = make_problem(model, images, labels, mean, std, device, params.batch_size)
     everyone = np.arange(n)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -13,18 +13,21 @@ import torch
 from pasm.data.h5store import POINT_FIELDS, read_faces, read_masked, read_table, write_table
 from pasm.data.labels import CLASSES
 from pasm.evaluate.plots import masked_grid
-from pasm.nn.inference import resolve_device
+from pasm.nn.inference import inference_model, resolve_device
 from pasm.nn.models import file_sha256, load_model
 from pasm.search import SearchParams, find_points
 from pasm.train.masking import apply_masks
 from pasm.workflow.common import round_seed, train_rows
 from pasm.workflow.placement import where_made
+from pasm.workflow.shard_state import shard_state
 
 log = logging.getLogger(__name__)
 
 SEARCH_BLOCK = 500
-"""Images searched together: memory holds this many (and their candidates), whatever the shard's
-size. Randomness is keyed by global index, so blocks do not change which pixels are found."""
+"""Images searched together when the ``search`` block sets no ``block``: memory holds this many (and
+their candidates), whatever the shard's size; a killed shard resumes after its last finished block.
+Randomness is keyed by global index, so another block size finds the same pixels up to rounding (a
+row's forward can differ in the last bit with the batch it is in); the same block size, the same bits."""
 
 MASK_BLOCK = 512
 """Faces masked per read and write: memory holds this many, whatever the training set's size."""
@@ -46,6 +49,12 @@ def parse_scatteritem(item: str) -> tuple[int, int]:
         raise ValueError(f"scatter item {item!r} is not of the form '<i>-of-<n>'") from None
 
 
+def block_count(n: int, block: int) -> int:
+    """Blocks of ``block`` images in a shard of n; an empty shard still has one (empty) block, so its
+    output gets its (empty) arrays."""
+    return max(-(-n // block), 1)
+
+
 def find_points_in_blocks(
     model: torch.nn.Module,
     images: Any,
@@ -56,28 +65,42 @@ def find_points_in_blocks(
     params: SearchParams,
     device: str,
     progress: bool,
+    block: int | None = None,
+    first_block: int = 0,
+    done: dict[str, np.ndarray] | None = None,
+    on_block: Callable[[dict[str, np.ndarray], int], None] | None = None,
 ) -> dict[str, np.ndarray]:
-    """find_points over ``images`` (in memory or H5Rows) SEARCH_BLOCK images at a time; the
-    per-image results concatenated."""
-    parts = []
-    for s in range(0, max(len(labels), 1), SEARCH_BLOCK):  # an empty shard still gets its (empty) arrays
-        block = slice(s, s + SEARCH_BLOCK)
-        parts.append(
-            find_points(
-                model,
-                np.asarray(images[block]),
-                labels[block],
-                mean=meta["mean"],
-                std=meta["std"],
-                params=params,
-                device=device,
-                progress=progress,
-                indices=indices[block],
-            )
+    """find_points over ``images`` (in memory or H5Rows) ``block`` images at a time (default
+    SEARCH_BLOCK) with the network prepared once; the per-image results concatenated.
+
+    ``done``: the results of blocks 0..first_block-1, found before (a resumed shard): those blocks
+    are not searched again. ``on_block(results so far, blocks finished)`` runs after each block."""
+    size = int(block or SEARCH_BLOCK)
+    n = len(labels)
+    n_blocks = block_count(n, size)
+    found = done if first_block else None
+    prepared = inference_model(model, device, params.precision)
+    for b in range(first_block, n_blocks):
+        rows = slice(b * size, (b + 1) * size)
+        part = find_points(
+            prepared,
+            np.asarray(images[rows]),
+            labels[rows],
+            mean=meta["mean"],
+            std=meta["std"],
+            params=params,
+            device=device,
+            progress=progress,
+            indices=indices[rows],
+            prepared=True,
         )
-        if progress and len(labels) > SEARCH_BLOCK:
-            log.info("searched %d of %d images", min(s + SEARCH_BLOCK, len(labels)), len(labels))
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        found = part if found is None else {k: np.concatenate([found[k], part[k]]) for k in part}
+        if n_blocks > 1:
+            log.info("searched block %d of %d (%d of %d images done)", b, n_blocks, min(rows.stop, n), n)
+        if on_block is not None:
+            on_block(found, b + 1)
+    assert found is not None
+    return found
 
 
 def search_points(
@@ -95,7 +118,8 @@ def search_points(
     progress: bool = True,
 ) -> None:
     """Find the most sensitive pixel of each training image of one shard (Sec. 3.2) against round
-    r-1's ``model``, with the ``search`` block's strategy and budget."""
+    r-1's ``model``, with the ``search`` block's strategy and budget, ``block`` images at a time; a
+    shard killed part-way continues at its first unfinished block (pasm.workflow.shard_state)."""
     shard, n_shards = parse_scatteritem(scatteritem)
     data = read_faces(faces)
     rows = train_rows(data, train_split, train_subset, seed)
@@ -104,7 +128,38 @@ def search_points(
     torch_device = resolve_device(device)
     net, meta = load_model(model, torch_device)
     params = SearchParams.from_config(search, round_seed(seed, "search", r))
+    block = int(search.get("block") or SEARCH_BLOCK)
+    index = sel.astype(np.int64)
+    settings = dict(
+        search=search,
+        block=block,
+        train_split=train_split,
+        train_subset=train_subset,
+        seed=seed,
+        round=r,
+        shard=shard,
+        n_shards=n_shards,
+        device_type=torch.device(torch_device).type,
+    )
+    state = shard_state(points, [faces, model], settings)
+    finished = state.load(index, block)
+    if finished.blocks:
+        log.info(
+            "resuming shard %d/%d at block %d of %d (%d images done) from %s",
+            shard,
+            n_shards,
+            finished.blocks,
+            block_count(len(sel), block),
+            finished.images,
+            state.path,
+        )
     t0 = time.perf_counter()
+
+    def keep(found: dict[str, np.ndarray], blocks: int) -> None:
+        """Record the finished blocks, so that a killed shard continues after them."""
+        elapsed = finished.seconds + time.perf_counter() - t0
+        state.save({"index": index[: len(found["x"])], **found}, blocks, block, elapsed)
+
     found = find_points_in_blocks(
         net,
         data.images.subset(sel),
@@ -114,9 +169,13 @@ def search_points(
         params=params,
         device=torch_device,
         progress=progress,
+        block=block,
+        first_block=finished.blocks,
+        done={k: v for k, v in finished.table.items() if k != "index"},
+        on_block=keep,
     )
-    seconds = time.perf_counter() - t0
-    table = {"index": sel.astype(np.int64), **{k: found[k] for k in POINT_FIELDS if k != "index"}}
+    seconds = finished.seconds + time.perf_counter() - t0
+    table = {"index": index, **{k: found[k] for k in POINT_FIELDS if k != "index"}}
     n = len(sel)
     log.info(
         "shard %d/%d: %d images in %.1fs, %.0f queries/img, flipped %.1f%%, true-class prob %.3f -> %.3f",
@@ -141,6 +200,7 @@ def search_points(
         **where_made(device),
     }
     write_table(points, table, attrs)
+    state.remove()
 
 
 def gather_points(
