@@ -6,7 +6,7 @@ CORES ?= 2
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.pasm-installed
 
-.PHONY: demo test test-fast lint format env clean-results
+.PHONY: demo test test-fast gpu-check lint format env clean-results
 
 env: $(STAMP)
 
@@ -40,6 +40,13 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q -m "not workflow"
+
+# Is pasm healthy on this GPU machine: the CUDA tests, one Snakemake run with profiles/gpu and the
+# benchmarks against their floors (at most ~8 minutes), summarised in results/gpu_check.json; exits
+# non-zero if a step failed or a threshold was missed. Without CUDA it runs in a CPU mode
+# (docs/operations.md, "Checking a GPU machine").
+gpu-check: $(STAMP)
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python benchmarks/gpu_check.py
 
 clean-results:
 	rm -rf results data/demo .snakemake
