@@ -76,6 +76,7 @@ CASES = {
     # threads and the machine's GPUs are threads/resources, not params: nothing reruns (they reran every
     # round)
     "threads": (("threads",), 2, {}),
+    "method.search.threads": (("method", "search", "threads"), 2, {}),
     "gpu_lock_dir": (("gpu_lock_dir",), "/tmp/elsewhere", {}),
     # keys that only choose targets or configure ablations -> nothing of the built rounds
     "method.rounds": (("method", "rounds"), 3, {}),

@@ -150,11 +150,12 @@ def runs(cluster, tmp_path_factory):
     """The same config through TARGET, once with the (test) SLURM profile and once locally."""
     profile = make_test_profile(cluster, tmp_path_factory)
     slurm_wd, local_wd = tmp_path_factory.mktemp("slurm_run"), tmp_path_factory.mktemp("local_run")
-    for wd in (slurm_wd, local_wd):
-        write_config(wd, SMALL)
     # The test cluster's GPUs are count-only (no CUDA behind them): its GPU jobs claim them as
-    # the tests' fake GPUs and run on the CPU, like the local run.
+    # the tests' fake GPUs and run on the CPU, like the local run. A job given a GPU refuses
+    # `device: cpu`, so the cluster run's config says auto.
     fake = {FAKE_GPUS: "1"} if cluster["gpus"] else {}
+    write_config(slurm_wd, {**SMALL, "device": "auto"} if fake else SMALL)
+    write_config(local_wd, SMALL)
     # side by side: the cluster run spends much of its time waiting for Slurm and status checks
     with ThreadPoolExecutor(2) as pool:
         cluster_run = pool.submit(

@@ -104,6 +104,13 @@ def method_key(*keys):
     return node
 
 
+def search_settings(strategy=None):
+    """method.search without `threads` (the job's threads: changing them reruns nothing), with
+    `strategy` in place of the configured one when given."""
+    block = {k: v for k, v in CFG["method"]["search"].items() if k != "threads"}
+    return block if strategy is None else {**block, "strategy": strategy}
+
+
 def reader_options_of(wildcards):
     """The reader's keyword options (class_map, or the rafdb/ckplus/affectnet/fer2013 block)."""
     return reader_options(dataset_cfg(wildcards.ds))

@@ -18,7 +18,7 @@ rule search_points:
         "../envs/pasm.yaml"
     threads: CFG["method"]["search"]["threads"]
     params:
-        search=method_key("search"),
+        search=search_settings(),
         train_split=ds_key("train_split"),
         train_subset=ds_key("train_subset"),
         seed=seed_of,

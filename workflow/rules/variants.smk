@@ -56,7 +56,7 @@ def variant_points(wildcards):
 
 def seeded_search_settings(wildcards):
     """method.search with the strategy switched to the seeded search."""
-    return {**CFG["method"]["search"], "strategy": "seeded"}
+    return search_settings("seeded")
 
 
 def variant_inputs(wildcards):
