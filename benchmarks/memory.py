@@ -8,7 +8,7 @@ Usage (from the repository root):
     # tests/test_memory.py's configuration (without the seeded search):
     .venv/bin/python benchmarks/memory.py --n 224 --size 224 --width 4 --batch-size 16 --search-batch 16 \
         --block 16 --pin-malloc --splits 0.5,0.25,0.25 --pool 70 --seeded-n 0 \
-        --stages faces pretrain search_de masking finetune evaluate
+        --stages faces pretrain search_de search_ranked masking finetune evaluate
 A stage whose memory is bounded by its batch has a ratio near 1; one that loads its split, near factor.
 """
 
@@ -103,6 +103,8 @@ def search_block(strategy: str, args: argparse.Namespace, fer_run: bool = False)
         "top_k": top_k,
         "refine_generations": refine_generations,
         "refine_population": refine_population,
+        "local_rounds": 2,
+        "local_radius": 1,
         "precision": args.precision,
     }
 
@@ -196,6 +198,19 @@ def run_stages(
                 **common,
             ),
         ),
+        "search_ranked": (
+            w + "search:search_points",
+            dict(
+                faces=faces,
+                model=round0,
+                points=str(out / "shard_ranked.h5"),
+                scatteritem="1-of-1",
+                r=1,
+                search=search_block("ranked", args),
+                progress=False,
+                **common,
+            ),
+        ),
         "gather": (w + "search:gather_points", dict(shards=[shard_de], faces=faces, points=points, **common)),
         "masking": (
             w + "search:masked_samples",
@@ -246,6 +261,7 @@ def run_stages(
         "pretrain": "faces",
         "search_de": "pretrain",
         "search_seeded": "pretrain",
+        "search_ranked": "pretrain",
         "gather": "search_de",
         "masking": "gather",
         "finetune": "masking",
@@ -294,7 +310,16 @@ def main() -> None:
     parser.add_argument(
         "--stages",
         nargs="*",
-        default=["faces", "pretrain", "search_de", "search_seeded", "masking", "finetune", "evaluate"],
+        default=[
+            "faces",
+            "pretrain",
+            "search_de",
+            "search_seeded",
+            "search_ranked",
+            "masking",
+            "finetune",
+            "evaluate",
+        ],
     )
     parser.add_argument(
         "--seeded-n", type=int, default=8000, help="the seeded search alone at this many faces (0: skip)"

@@ -21,7 +21,7 @@ FACTOR = 4
 SPLITS = {"train": 0.5, "val": 0.25, "test": 0.25}
 BLOCK = 16
 # gather runs too (masking needs its points) and is checked with the rest
-STAGES = ["faces", "pretrain", "search_de", "masking", "finetune", "evaluate"]
+STAGES = ["faces", "pretrain", "search_de", "search_ranked", "masking", "finetune", "evaluate"]
 BOUND = 0.25
 """Allowed growth, as a share of the 3N extra faces' bytes: half of what holding the smaller sets a
 stage reads (the training split, or validation and test: half the faces each) would add."""

@@ -232,3 +232,96 @@ def test_best_members_stable_lowest_first():
     np.testing.assert_array_equal(f, fit[:, [1, 3, 0]])  # stable: member 1 before member 3
     np.testing.assert_array_equal(pop[0], cand[0, [1, 3, 0]])
     np.testing.assert_array_equal(fl, [[True, True, False]])
+
+
+# --------------------------------------------------------------------------- ranked behaviour
+
+
+class HiddenPixelModel(torch.nn.Module):
+    """3-class model whose gradient on clean images points one pixel beside the sensitive one: a
+    linear term in (g - r) at (PX + 1, PY), too weak to flip class 0 alone, and a ReLU gate at (PX, PY)
+    that is flat on images with r == g (zero gradient there) and flips class 0 once g - r > 0.5."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        red = x[:, 0] * STD[0] + MEAN[0]
+        green = x[:, 1] * STD[1] + MEAN[1]
+        diff = green - red
+        s = 0.3 * diff[:, PY, PX + 1] + 4.0 * torch.relu(diff[:, PY, PX] - 0.5)
+        return torch.stack([20 * (0.6 - s), 20 * (s - 0.6), torch.full_like(s, -10.0)], dim=1)
+
+
+def ranked(model, images, labels, indices=None, **kw):
+    params = SearchParams(
+        **{"strategy": "ranked", "top_k": 8, "local_rounds": 2, "local_radius": 1, "batch_size": 50, **kw}
+    )
+    return find_points(
+        model, images, labels, mean=MEAN, std=STD, params=params, progress=False, indices=indices
+    )
+
+
+def test_ranked_finds_planted_pixel_with_corner_colour():
+    images = planted_images(10)
+    labels = np.zeros(10, dtype=np.int64)
+    out = ranked(GreenOverRedModel(), images, labels, top_k=3)
+    assert out["clean_correct"].all() and out["flipped"].all()
+    np.testing.assert_array_equal(out["x"], PX)
+    np.testing.assert_array_equal(out["y"], PY)
+    np.testing.assert_array_equal(out["rgb"][:, :2], [[0, 255]] * 10)
+    np.testing.assert_array_equal(out["queries"], 2 + 3)  # flipped by a seed: no local round
+
+
+def test_ranked_local_search_finds_the_pixel_the_gradient_misses():
+    images = planted_images(6)
+    labels = np.zeros(6, dtype=np.int64)
+    seeds_only = ranked(HiddenPixelModel(), images, labels, top_k=1, local_rounds=0)
+    assert not seeds_only["flipped"].any()
+    np.testing.assert_array_equal(seeds_only["x"], PX + 1)  # the gradient's choice
+    out = ranked(HiddenPixelModel(), images, labels, top_k=1, local_rounds=1)
+    assert out["flipped"].all()
+    np.testing.assert_array_equal(out["x"], PX)
+    np.testing.assert_array_equal(out["y"], PY)
+    np.testing.assert_array_equal(out["queries"], 2 + 1 + 9 * 8)
+
+
+def test_ranked_shard_reproduces_full_run_and_is_deterministic():
+    model, images, labels = random_cnn_case()
+    full = ranked(model, images, labels)
+    assert_same(full, ranked(model, images, labels))
+    part = ranked(model, images[10:25], labels[10:25], indices=np.arange(10, 25))
+    assert_same(part, {k: v[10:25] for k, v in full.items()})
+
+
+def test_ranked_reported_pixel_reproduces_prob_after_and_beats_its_seeds():
+    model, images, labels = random_cnn_case()
+    out = ranked(model, images, labels, top_k=2, local_rounds=3)
+    n = len(images)
+    pert = images.copy()
+    pert[np.arange(n), out["y"], out["x"]] = out["rgb"]
+    with torch.no_grad():
+        probs = model(normalise(pert)).softmax(1).numpy()
+    np.testing.assert_allclose(out["prob_after"], probs[np.arange(n), labels], atol=1e-5)
+    np.testing.assert_array_equal(out["flipped"], probs.argmax(1) != labels)
+    seeds = ranked(model, images, labels, top_k=2, local_rounds=0)
+    assert (out["prob_after"] <= seeds["prob_after"]).all()
+    assert (out["prob_after"] < seeds["prob_after"]).sum() >= 5  # 8 of 30; most flip on a seed
+
+
+def test_ranked_query_accounting():
+    model, images, labels = random_cnn_case()
+    top_k, rounds, per_round = 4, 3, 9 * 8
+    out = ranked(model, images, labels, top_k=top_k, local_rounds=rounds)
+    q = out["queries"]
+    assert ((q - 2 - top_k) % per_round == 0).all()
+    assert (q <= 2 + top_k + rounds * per_round).all()
+    stopped_by_seed = q == 2 + top_k
+    assert (out["flipped"][stopped_by_seed] & out["clean_correct"][stopped_by_seed]).all()
+    assert (q > 2 + top_k).any()
+
+
+def test_ranked_invalid_settings_and_empty():
+    model, images, labels = random_cnn_case(n=4)
+    for kw in ({"top_k": 0}, {"local_rounds": -1}, {"local_radius": -1}):
+        with pytest.raises(ValueError):
+            ranked(model, images, labels, **kw)
+    empty = ranked(model, images[:0], labels[:0])
+    assert all(len(v) == 0 for v in empty.values())

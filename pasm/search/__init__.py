@@ -3,7 +3,8 @@ change lowers the true-class probability most, found by a one-pixel adversarial 
 
 Modules, in import order: ``rng`` (counter-based random numbers), ``params`` (settings),
 ``candidates`` (batched evaluation of candidate pixels), ``de`` (Su et al.'s differential
-evolution) and ``seeded`` (gradient seeds refined by a short DE). ``STRATEGIES`` maps the
+evolution), ``seeded`` (gradient seeds refined by a short DE) and ``ranked`` (gradient-ranked
+candidates evaluated exactly, then a local search). ``STRATEGIES`` maps the
 config's ``method.search.strategy`` to its function; every strategy takes the same arguments and
 returns the same arrays. Forwards run on a prepared copy of the network (pasm.nn.inference.inference_model):
 a strategy makes it unless given one (``prepared=True``).
@@ -29,12 +30,13 @@ import torch
 
 from pasm.search.de import de_search
 from pasm.search.params import STRATEGY_NAMES, SearchParams, check_strategy, default_batch_size
+from pasm.search.ranked import ranked_search
 from pasm.search.seeded import seeded_search
 
 __all__ = ["STRATEGIES", "SearchParams", "default_batch_size", "find_points"]
 
 STRATEGIES: MappingProxyType[str, Callable[..., dict[str, np.ndarray]]] = MappingProxyType(
-    {"de": de_search, "seeded": seeded_search}
+    {"de": de_search, "seeded": seeded_search, "ranked": ranked_search}
 )
 assert tuple(STRATEGIES) == STRATEGY_NAMES
 
