@@ -143,6 +143,7 @@ def test_a_stopped_shard_resumes_at_its_first_unfinished_block(
     assert not points.exists() and _state_of(points).exists()
 
     caplog.set_level(logging.INFO)
+    caplog.clear()  # only the rerun's records (an earlier test may have left the root logger at INFO)
     _search(inputs, points)
     messages = [r.getMessage() for r in caplog.records]
     assert any(
@@ -220,6 +221,7 @@ def test_an_unusable_state_is_ignored_with_the_reason(
     spoil(_state_of(points), captured[-1])
 
     caplog.set_level(logging.INFO)
+    caplog.clear()  # only the rerun's records (an earlier test may have left the root logger at INFO)
     _search(inputs, points)
     messages = [r.getMessage() for r in caplog.records]
     assert any(re.fullmatch(reason, m) for m in messages), messages
@@ -237,6 +239,7 @@ def test_a_finished_state_is_only_written_out(inputs, uninterrupted, tmp_path, m
         _search(inputs, points)
     monkeypatch.undo()
     caplog.set_level(logging.INFO)
+    caplog.clear()  # only the rerun's records (an earlier test may have left the root logger at INFO)
     _search(inputs, points)
     messages = [r.getMessage() for r in caplog.records]
     assert any(m.startswith(f"resuming shard 1/1 at block {N_BLOCKS} of {N_BLOCKS}") for m in messages)
