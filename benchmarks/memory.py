@@ -103,6 +103,7 @@ def search_block(strategy: str, args: argparse.Namespace, fer_run: bool = False)
         "top_k": top_k,
         "refine_generations": refine_generations,
         "refine_population": refine_population,
+        "top_pixels": top_k,
         "local_rounds": 2,
         "local_radius": 1,
         "precision": args.precision,

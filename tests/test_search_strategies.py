@@ -252,7 +252,14 @@ class HiddenPixelModel(torch.nn.Module):
 
 def ranked(model, images, labels, indices=None, **kw):
     params = SearchParams(
-        **{"strategy": "ranked", "top_k": 8, "local_rounds": 2, "local_radius": 1, "batch_size": 50, **kw}
+        **{
+            "strategy": "ranked",
+            "top_pixels": 8,
+            "local_rounds": 2,
+            "local_radius": 1,
+            "batch_size": 50,
+            **kw,
+        }
     )
     return find_points(
         model, images, labels, mean=MEAN, std=STD, params=params, progress=False, indices=indices
@@ -262,7 +269,7 @@ def ranked(model, images, labels, indices=None, **kw):
 def test_ranked_finds_planted_pixel_with_corner_colour():
     images = planted_images(10)
     labels = np.zeros(10, dtype=np.int64)
-    out = ranked(GreenOverRedModel(), images, labels, top_k=3)
+    out = ranked(GreenOverRedModel(), images, labels, top_pixels=3)
     assert out["clean_correct"].all() and out["flipped"].all()
     np.testing.assert_array_equal(out["x"], PX)
     np.testing.assert_array_equal(out["y"], PY)
@@ -273,10 +280,10 @@ def test_ranked_finds_planted_pixel_with_corner_colour():
 def test_ranked_local_search_finds_the_pixel_the_gradient_misses():
     images = planted_images(6)
     labels = np.zeros(6, dtype=np.int64)
-    seeds_only = ranked(HiddenPixelModel(), images, labels, top_k=1, local_rounds=0)
+    seeds_only = ranked(HiddenPixelModel(), images, labels, top_pixels=1, local_rounds=0)
     assert not seeds_only["flipped"].any()
     np.testing.assert_array_equal(seeds_only["x"], PX + 1)  # the gradient's choice
-    out = ranked(HiddenPixelModel(), images, labels, top_k=1, local_rounds=1)
+    out = ranked(HiddenPixelModel(), images, labels, top_pixels=1, local_rounds=1)
     assert out["flipped"].all()
     np.testing.assert_array_equal(out["x"], PX)
     np.testing.assert_array_equal(out["y"], PY)
@@ -293,7 +300,7 @@ def test_ranked_shard_reproduces_full_run_and_is_deterministic():
 
 def test_ranked_reported_pixel_reproduces_prob_after_and_beats_its_seeds():
     model, images, labels = random_cnn_case()
-    out = ranked(model, images, labels, top_k=2, local_rounds=3)
+    out = ranked(model, images, labels, top_pixels=2, local_rounds=3)
     n = len(images)
     pert = images.copy()
     pert[np.arange(n), out["y"], out["x"]] = out["rgb"]
@@ -301,7 +308,7 @@ def test_ranked_reported_pixel_reproduces_prob_after_and_beats_its_seeds():
         probs = model(normalise(pert)).softmax(1).numpy()
     np.testing.assert_allclose(out["prob_after"], probs[np.arange(n), labels], atol=1e-5)
     np.testing.assert_array_equal(out["flipped"], probs.argmax(1) != labels)
-    seeds = ranked(model, images, labels, top_k=2, local_rounds=0)
+    seeds = ranked(model, images, labels, top_pixels=2, local_rounds=0)
     assert (out["prob_after"] <= seeds["prob_after"]).all()
     assert (out["prob_after"] < seeds["prob_after"]).sum() >= 5  # 8 of 30; most flip on a seed
 
@@ -309,7 +316,7 @@ def test_ranked_reported_pixel_reproduces_prob_after_and_beats_its_seeds():
 def test_ranked_query_accounting():
     model, images, labels = random_cnn_case()
     top_k, rounds, per_round = 4, 3, 9 * 8
-    out = ranked(model, images, labels, top_k=top_k, local_rounds=rounds)
+    out = ranked(model, images, labels, top_pixels=top_k, local_rounds=rounds)
     q = out["queries"]
     assert ((q - 2 - top_k) % per_round == 0).all()
     assert (q <= 2 + top_k + rounds * per_round).all()
@@ -320,8 +327,27 @@ def test_ranked_query_accounting():
 
 def test_ranked_invalid_settings_and_empty():
     model, images, labels = random_cnn_case(n=4)
-    for kw in ({"top_k": 0}, {"local_rounds": -1}, {"local_radius": -1}):
+    for kw in ({"top_pixels": 0}, {"local_rounds": -1}, {"local_radius": -1}):
         with pytest.raises(ValueError):
             ranked(model, images, labels, **kw)
     empty = ranked(model, images[:0], labels[:0])
     assert all(len(v) == 0 for v in empty.values())
+
+
+def test_ranked_prefers_a_flip_to_a_lower_probability():
+    from pasm.search.candidates import Best
+    from pasm.search.ranked import update_flip_first
+
+    best = Best.empty(2)
+    pop = np.arange(2 * 3 * 5, dtype=np.int16).reshape(2, 3, 5)
+    fit = np.array([[0.30, 0.45, 0.40], [0.30, 0.45, 0.40]], dtype=np.float32)
+    flip = np.array([[False, True, False], [False, True, False]])
+    # image 0 is right on the clean input: its flip wins; image 1 is wrong already: "flips" do not count
+    update_flip_first(best, np.arange(2), pop, fit, flip, np.array([True, False]))
+    np.testing.assert_array_equal(best.cand, [pop[0, 1], pop[1, 0]])
+    np.testing.assert_array_equal(best.flip, [True, False])
+    # a later, lower probability without a flip does not replace image 0's flip
+    update_flip_first(
+        best, np.arange(1), pop[:1, :1], np.array([[0.1]], np.float32), np.array([[False]]), np.array([True])
+    )
+    np.testing.assert_array_equal(best.cand[0], pop[0, 1])

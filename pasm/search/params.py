@@ -21,10 +21,11 @@ class SearchParams:
     batch_size: int = 50  # perturbed images per forward pass; 0 = default_batch_size(device)
     seed: int = 0
     strategy: str = "de"  # "de" (Su et al.), "seeded" (gradient seeds + short DE) or "ranked"
-    top_k: int = 40  # seeded, ranked: best first-order (pixel, RGB corner) seeds tried per image
+    top_k: int = 40  # seeded: best first-order (pixel, RGB corner) seeds tried per image
     refine_generations: int = 2  # seeded: DE generations after seeding (0: seeding only)
     refine_population: int = 20  # seeded: DE population of the refinement
-    local_rounds: int = 2  # ranked: rounds of local search around the best candidate
+    top_pixels: int = 128  # ranked: best first-order pixels tried per image, each with its best corner
+    local_rounds: int = 4  # ranked: rounds of local search around the best candidate
     local_radius: int = 1  # ranked: pixels each side of the best candidate a local round tries
     precision: str = "auto"  # forwards: auto (bfloat16 on CUDA, float32 on CPU), bfloat16 or float32
 

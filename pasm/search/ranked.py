@@ -1,7 +1,8 @@
-"""The ranked strategy: the input gradient ranks every (pixel, RGB-cube corner) pair by its
-first-order effect on log p(label) (as the seeded strategy does), the ``top_k`` best are evaluated
-exactly, and a local search then evaluates every corner at the pixels around each image's best
-candidate until it stops improving. Deterministic: it draws no random numbers."""
+"""The ranked strategy: the input gradient ranks every pixel by the first-order effect on log
+p(label) of its best RGB-cube corner (the seeded strategy's corner scores), the ``top_pixels`` are
+evaluated exactly with that corner, and a local search then evaluates every corner at the pixels
+around each image's best candidate until it stops improving. Deterministic: it draws no random
+numbers."""
 
 from __future__ import annotations
 
@@ -11,9 +12,46 @@ import numpy as np
 import torch
 
 from pasm.nn.inference import inference_model
-from pasm.search.candidates import NDIM, Best, R, X, Y, check_inputs, make_problem, result_arrays
+from pasm.search.candidates import (
+    NDIM,
+    Best,
+    Problem,
+    R,
+    X,
+    Y,
+    build_perturbed,
+    check_inputs,
+    make_problem,
+    result_arrays,
+)
 from pasm.search.params import SearchParams, check_strategy
-from pasm.search.seeded import CORNERS, _seeds
+from pasm.search.seeded import CORNERS, corner_scores, input_gradient
+
+
+def pixel_seeds(prob: Problem, k: int) -> np.ndarray:
+    """(N, k', 5) int16 candidates of every image: the k' = min(k, H W) pixels whose best RGB-cube
+    corner has the lowest first-order score (corner_scores), each with that corner, lowest first;
+    one forward+backward per image, in chunks of the batch size."""
+    n = len(prob.clean)
+    height, width = prob.clean.shape[2:]
+    k = min(int(k), height * width)
+    out = []
+    for s in range(0, n, prob.batch_size):
+        e = min(s + prob.batch_size, n)
+        rows = torch.arange(s, e, device=prob.clean.device)
+        with torch.no_grad():
+            batch = build_perturbed(
+                prob.clean, rows, torch.arange(e - s, device=rows.device), None, prob.mean, prob.std
+            )
+        scores = corner_scores(input_gradient(prob.model, batch, prob.labels[s:e]), prob.clean[s:e], prob.std)
+        best, corner = scores.reshape(e - s, height * width, len(CORNERS)).min(dim=2)
+        pixel = torch.topk(best, k, dim=1, largest=False, sorted=True).indices
+        corner = corner.gather(1, pixel).cpu().numpy()
+        cand = np.empty((e - s, k, NDIM), dtype=np.int16)
+        cand[..., Y], cand[..., X] = np.divmod(pixel.cpu().numpy(), width)
+        cand[..., R:] = CORNERS[corner]
+        out.append(cand)
+    return np.concatenate(out) if out else np.zeros((0, k, NDIM), np.int16)
 
 
 def neighbourhood(best: np.ndarray, radius: int, height: int, width: int) -> np.ndarray:
@@ -29,6 +67,24 @@ def neighbourhood(best: np.ndarray, radius: int, height: int, width: int) -> np.
     cand[..., Y] = np.clip(best[:, None, None, Y] + dy[None, :, None], 0, height - 1)
     cand[..., R:] = CORNERS[None, None]
     return cand.reshape(n, n_pix * n_col, NDIM)
+
+
+def update_flip_first(
+    best: Best, rows: np.ndarray, pop: np.ndarray, fit: np.ndarray, flip: np.ndarray, counts: np.ndarray
+) -> None:
+    """Fold an evaluated (len(rows), P) population into the best-so-far candidates, a candidate that
+    flips the prediction (where ``counts``, per row: the clean prediction is correct) before any that
+    does not, then the lower true-class probability."""
+    real = flip & counts[:, None]
+    score = fit - 2.0 * real  # probabilities are in [0, 1]: a real flip always ranks first
+    j = score.argmin(axis=1)
+    a = np.arange(len(rows))
+    current = best.prob[rows] - 2.0 * (best.flip[rows] & counts)
+    better = score[a, j] < current
+    r, jj = rows[better], j[better]
+    best.cand[r] = pop[better, jj]
+    best.prob[r] = fit[better, jj]
+    best.flip[r] = flip[better, jj]
 
 
 def ranked_search(
@@ -48,7 +104,8 @@ def ranked_search(
     find_points (whatever ``params.strategy`` says).
 
     Per image: one forward+backward gives the gradient of log p(label), whose first-order prediction
-    ranks all 8 H W (pixel, RGB-cube corner) pairs; the ``top_k`` best are evaluated. Then, up to
+    ranks the H W pixels by their best RGB-cube corner; the ``top_pixels`` best pixels are evaluated with
+    that corner (distinct pixels: the local rounds try the other corners). Then, up to
     ``local_rounds`` times, every corner at every pixel within ``local_radius`` of the best candidate
     is evaluated ((2 radius + 1)^2 x 8 candidates); an image stops when a round does not lower
     its best probability, and, when its clean prediction is correct, as soon as its best flips the
@@ -59,9 +116,9 @@ def ranked_search(
     check_strategy(params.strategy)
     images, labels, indices = check_inputs(images, labels, indices, params)
     n, height, width, _ = images.shape
-    top_k, rounds, radius = int(params.top_k), int(params.local_rounds), int(params.local_radius)
+    top_k, rounds, radius = int(params.top_pixels), int(params.local_rounds), int(params.local_radius)
     if top_k < 1:
-        raise ValueError(f"top_k must be >= 1, got {top_k}")
+        raise ValueError(f"top_pixels must be >= 1, got {top_k}")
     if rounds < 0 or radius < 0:
         raise ValueError(f"local_rounds and local_radius must be >= 0, got {rounds} and {radius}")
 
@@ -75,13 +132,13 @@ def ranked_search(
     with torch.inference_mode():
         prob_before, wrong = prob.evaluate(everyone, None)
     clean_correct = ~wrong
-    seeds = _seeds(prob, top_k)
+    seeds = pixel_seeds(prob, top_k)
     best.queries += 2  # the clean forward and the gradient forward+backward
     with torch.inference_mode():
         n_seeds = seeds.shape[1]
         p, f = prob.evaluate(np.repeat(everyone, n_seeds), seeds.reshape(-1, NDIM))
         best.queries += n_seeds
-        best.update(everyone, seeds, p.reshape(n, n_seeds), f.reshape(n, n_seeds))
+        update_flip_first(best, everyone, seeds, p.reshape(n, n_seeds), f.reshape(n, n_seeds), clean_correct)
         active = everyone[~(clean_correct & best.flip)]
         for _ in range(rounds):
             if not len(active):
@@ -91,7 +148,7 @@ def ranked_search(
             m = cand.shape[1]
             p, f = prob.evaluate(np.repeat(active, m), cand.reshape(-1, NDIM))
             best.queries[active] += m
-            best.update(active, cand, p.reshape(-1, m), f.reshape(-1, m))
+            update_flip_first(best, active, cand, p.reshape(-1, m), f.reshape(-1, m), clean_correct[active])
             improved = best.prob[active] < before
             active = active[improved & ~(clean_correct[active] & best.flip[active])]
     return result_arrays(best, prob_before, clean_correct)
