@@ -50,6 +50,8 @@ SIZES: dict[str, dict[str, Any]] = {
         "agree_images": 256,
         "agree_population": 32,
         "agree_generations": 4,
+        "strength_images": 64,
+        "strength_paper_images": 16,
     },
     # the compact CNN at 48 px (FER2013's setting); the search at the CPU's default forward batch
     "cpu": {
@@ -67,11 +69,26 @@ SIZES: dict[str, dict[str, Any]] = {
         "agree_images": 20,
         "agree_population": 8,
         "agree_generations": 3,
+        "strength_images": 20,
+        "strength_paper_images": 2,
     },
 }
 QUICK = {
-    "cuda": {"train_images": 2048, "search_images": 64, "agree_train_images": 1024, "agree_images": 128},
-    "cpu": {"train_images": 256, "search_images": 10, "agree_train_images": 256, "agree_images": 10},
+    "cuda": {
+        "train_images": 2048,
+        "search_images": 64,
+        "agree_train_images": 1024,
+        "agree_images": 128,
+        "strength_paper_images": 8,
+    },
+    "cpu": {
+        "train_images": 256,
+        "search_images": 10,
+        "agree_train_images": 256,
+        "agree_images": 10,
+        "strength_images": 10,
+        "strength_paper_images": 1,
+    },
 }
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -79,6 +96,7 @@ GOOD_LOOP = 0.85  # pasm's training loop against the training floor
 GOOD_READER = 1.5  # the HDF5 reader (with the teacher copy) against the GPU's training rate
 GOOD_SEARCH = 0.9  # the point search's forwards/s against plain forwards
 GOOD_AGREE = 0.9  # bfloat16 and float32 pick the same pixel
+GOOD_STRENGTH_TIME = 100.0  # the paper-budget DE's wall time over the ranked search's
 
 
 def sizes(device: str, quick: bool) -> dict[str, Any]:
@@ -372,10 +390,57 @@ def bench_agreement(device: str, quick: bool) -> dict[str, Any]:
     }
 
 
+def bench_strength(device: str, quick: bool) -> dict[str, Any]:
+    """benchmarks/search_strength.py's comparison on a briefly trained network: the paper-budget DE
+    (400 x 100) on a few images, the ranked search (the shipped default) and a random pixel on more;
+    strength and wall time per image of each."""
+    import numpy as np
+    import search_strength as bench
+    import torch
+
+    from pasm.nn.inference import inference_model
+    from pasm.nn.models import build_model
+    from pasm.train.training import TrainParams, train
+
+    s = sizes(device, quick)
+    info = _prepare_device(device)
+    images, labels = quadrant_task(s["agree_train_images"], s["size"])
+    torch.manual_seed(0)
+    model = build_model(s["arch"], 7, s["width"])
+    params = TrainParams(
+        epochs=s["agree_epochs"], batch_size=64, lr=0.05, lr_milestones=[], crop_pad=4, seed=0
+    )
+    train(model, images, labels, params, mean=MEAN, std=STD, device=device, progress=False)
+    net = inference_model(model, torch.device(device), "auto")  # bfloat16 on CUDA, as the search runs
+    _, pred = bench.true_prob(net, images, labels, MEAN, STD, device)
+    right = np.flatnonzero(pred == labels)[: s["strength_images"]]
+    x, y = images[right], labels[right]
+    sub = np.arange(min(s["strength_paper_images"], len(right)))
+    plan = {r.name: r for r in bench.searches(s["search_batch"])}
+    ref = bench.run_search(net, x[sub], y[sub], plan[bench.PAPER], MEAN, STD, 0, device, "auto")
+    mask = 31 * s["size"] // 224 | 1  # the paper's S = 31 at 224 px, scaled (odd)
+    rows = [bench.summarise(bench.PAPER, "de", ref, ref, np.arange(len(sub)), mask)]
+    for name in ("random pixel", bench.DEFAULT):
+        r = bench.run_search(net, x, y, plan[name], MEAN, STD, 0, device, "auto")
+        rows.append(bench.summarise(name, plan[name].family, r, ref, sub, mask))
+    paper, ranked = rows[0], rows[2]
+    return {
+        **info,
+        "arch": s["arch"],
+        "size": s["size"],
+        "images": len(right),
+        "paper_images": len(sub),
+        "rows": rows,
+        "time_ratio": paper["seconds_per_image"] / ranked["seconds_per_image"],
+        "ranked_minus_paper": ranked["on_paper_images"]["paired_diff_vs_paper"],
+    }
+
+
 CHILDREN: dict[str, Callable[[str, bool], dict[str, Any]]] = {
     "training": bench_training,
     "search": bench_search,
     "agreement": bench_agreement,
+    "strength": bench_strength,
 }
 
 
@@ -747,6 +812,33 @@ def step_agreement(check: Check, step: Step) -> None:
     step.figures.append(figure)
 
 
+def step_strength(check: Check, step: Step) -> None:
+    """The ranked search against the paper-budget DE: its time ratio (>= 100 x) and strength."""
+    out = check.child(step, "strength", check.timeout(180 if check.cuda else 120))
+    if out is None:
+        return
+    step.details = out
+    paper, _, ranked = out["rows"]
+    for r in (paper, ranked):
+        step.figures.append(Figure(f"{r['search']}: p(true) after", r["mean_prob_after"], ""))
+    d, lo, hi = out["ranked_minus_paper"]
+    step.figures.append(
+        Figure(
+            f"ranked - paper DE on {out['paper_images']} images", d, "", note=f"95% CI [{lo:.3f}, {hi:.3f}]"
+        )
+    )
+    note = "" if check.cuda else "not judged in CPU mode: too few images for the paper DE"
+    step.figures.append(
+        Figure(
+            "paper DE time / ranked",
+            out["time_ratio"],
+            "x",
+            GOOD_STRENGTH_TIME if check.cuda else None,
+            note=note,
+        )
+    )
+
+
 STEPS: list[tuple[str, Callable[[Check, Step], None], float]] = [
     ("cuda_tests", step_cuda_tests, 240),
     ("snakemake_gpu_profile", step_snakemake, 300),
@@ -754,6 +846,7 @@ STEPS: list[tuple[str, Callable[[Check, Step], None], float]] = [
     ("reader", step_reader, 150),
     ("search", step_search, 150),
     ("precision_agreement", step_agreement, 180),
+    ("search_strength", step_strength, 180),
 ]
 
 
