@@ -336,18 +336,17 @@ def test_ranked_invalid_settings_and_empty():
 
 def test_ranked_prefers_a_flip_to_a_lower_probability():
     from pasm.search.candidates import Best
-    from pasm.search.ranked import update_flip_first
 
     best = Best.empty(2)
     pop = np.arange(2 * 3 * 5, dtype=np.int16).reshape(2, 3, 5)
     fit = np.array([[0.30, 0.45, 0.40], [0.30, 0.45, 0.40]], dtype=np.float32)
     flip = np.array([[False, True, False], [False, True, False]])
     # image 0 is right on the clean input: its flip wins; image 1 is wrong already: "flips" do not count
-    update_flip_first(best, np.arange(2), pop, fit, flip, np.array([True, False]))
+    best.update(np.arange(2), pop, fit, flip, np.array([True, False]))
     np.testing.assert_array_equal(best.cand, [pop[0, 1], pop[1, 0]])
     np.testing.assert_array_equal(best.flip, [True, False])
     # a later, lower probability without a flip does not replace image 0's flip
-    update_flip_first(
-        best, np.arange(1), pop[:1, :1], np.array([[0.1]], np.float32), np.array([[False]]), np.array([True])
+    best.update(
+        np.arange(1), pop[:1, :1], np.array([[0.1]], np.float32), np.array([[False]]), np.array([True])
     )
     np.testing.assert_array_equal(best.cand[0], pop[0, 1])

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from pasm.nn.inference import inference_model
 from pasm.search.params import SearchParams, default_batch_size
 
 # Candidate layout: columns of a (..., 5) integer array.
@@ -118,11 +119,18 @@ def _update_best(
     best: np.ndarray,
     best_p: np.ndarray,
     best_f: np.ndarray,
+    flip_first: np.ndarray | None = None,
 ) -> None:
-    """Keep each image's best-so-far candidate (strictly lower true-class probability wins)."""
-    j = fit.argmin(axis=1)
+    """Keep each image's best-so-far candidate: strictly lower true-class probability wins, or, for
+    the rows where ``flip_first`` is True, a candidate that flips the prediction before any that
+    does not, then the lower probability."""
+    score, current = fit, best_p[rows]
+    if flip_first is not None:  # probabilities are in [0, 1]: a counted flip always ranks first
+        score = fit - 2.0 * (flip & flip_first[:, None])
+        current = current - 2.0 * (best_f[rows] & flip_first)
+    j = score.argmin(axis=1)
     a = np.arange(len(rows))
-    improved = fit[a, j] < best_p[rows]
+    improved = score[a, j] < current
     r, jj = rows[improved], j[improved]
     best[r] = pop[improved, jj]
     best_p[r] = fit[improved, jj]
@@ -148,9 +156,17 @@ class Best:
             np.zeros(n, dtype=np.int32),
         )
 
-    def update(self, rows: np.ndarray, pop: np.ndarray, fit: np.ndarray, flip: np.ndarray) -> None:
-        """Fold an evaluated (len(rows), P) population into the best-so-far candidates."""
-        _update_best(rows, pop, fit, flip, self.cand, self.prob, self.flip)
+    def update(
+        self,
+        rows: np.ndarray,
+        pop: np.ndarray,
+        fit: np.ndarray,
+        flip: np.ndarray,
+        flip_first: np.ndarray | None = None,
+    ) -> None:
+        """Fold an evaluated (len(rows), P) population into the best-so-far candidates (a flip first
+        for the rows where ``flip_first``, e.g. those whose clean prediction is correct)."""
+        _update_best(rows, pop, fit, flip, self.cand, self.prob, self.flip, flip_first)
 
 
 @dataclass
@@ -208,6 +224,28 @@ def make_problem(
     std_t = torch.tensor(list(std), dtype=torch.float32, device=device)
     bs = int(batch_size) or default_batch_size(device)
     return Problem(model, clean, labels_t, mean_t, std_t, bs)
+
+
+def start(
+    model: torch.nn.Module,
+    images: np.ndarray,
+    labels: np.ndarray,
+    mean: Sequence[float],
+    std: Sequence[float],
+    params: SearchParams,
+    device: torch.device,
+    prepared: bool,
+) -> tuple[Problem, np.ndarray, np.ndarray]:
+    """The problem of a strategy that takes input gradients (tensors made outside inference mode),
+    with the prepared model unless ``prepared``, and its clean forward: (problem, prob_before,
+    clean_correct)."""
+    if not prepared:  # a caller that searches many blocks prepares it once
+        model = inference_model(model, device, params.precision)
+    with torch.no_grad():  # not inference mode: the gradient pass differentiates through these
+        prob = make_problem(model, images, labels, mean, std, device, params.batch_size)
+    with torch.inference_mode():
+        prob_before, wrong = prob.evaluate(np.arange(len(images)), None)
+    return prob, prob_before, ~wrong
 
 
 def result_arrays(best: Best, prob_before: np.ndarray, clean_correct: np.ndarray) -> dict[str, np.ndarray]:

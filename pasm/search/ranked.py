@@ -11,47 +11,24 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from pasm.nn.inference import inference_model
-from pasm.search.candidates import (
-    NDIM,
-    Best,
-    Problem,
-    R,
-    X,
-    Y,
-    build_perturbed,
-    check_inputs,
-    make_problem,
-    result_arrays,
-)
+from pasm.search.candidates import NDIM, Best, R, X, Y, check_inputs, result_arrays, start
 from pasm.search.params import SearchParams, check_strategy
-from pasm.search.seeded import CORNERS, corner_scores, input_gradient
+from pasm.search.seeded import CORNERS, gradient_seeds
 
 
-def pixel_seeds(prob: Problem, k: int) -> np.ndarray:
-    """(N, k', 5) int16 candidates of every image: the k' = min(k, H W) pixels whose best RGB-cube
-    corner has the lowest first-order score (corner_scores), each with that corner, lowest first;
-    one forward+backward per image, in chunks of the batch size."""
-    n = len(prob.clean)
-    height, width = prob.clean.shape[2:]
+def top_pixel_seeds(scores: torch.Tensor, k: int) -> np.ndarray:
+    """(B, k', 5) int16 candidates of the k' = min(k, H W) pixels whose best RGB-cube corner has the
+    lowest of the (B, H, W, 8) first-order ``scores`` (corner_scores), each with that corner, lowest
+    first."""
+    n, height, width, n_corners = scores.shape
     k = min(int(k), height * width)
-    out = []
-    for s in range(0, n, prob.batch_size):
-        e = min(s + prob.batch_size, n)
-        rows = torch.arange(s, e, device=prob.clean.device)
-        with torch.no_grad():
-            batch = build_perturbed(
-                prob.clean, rows, torch.arange(e - s, device=rows.device), None, prob.mean, prob.std
-            )
-        scores = corner_scores(input_gradient(prob.model, batch, prob.labels[s:e]), prob.clean[s:e], prob.std)
-        best, corner = scores.reshape(e - s, height * width, len(CORNERS)).min(dim=2)
-        pixel = torch.topk(best, k, dim=1, largest=False, sorted=True).indices
-        corner = corner.gather(1, pixel).cpu().numpy()
-        cand = np.empty((e - s, k, NDIM), dtype=np.int16)
-        cand[..., Y], cand[..., X] = np.divmod(pixel.cpu().numpy(), width)
-        cand[..., R:] = CORNERS[corner]
-        out.append(cand)
-    return np.concatenate(out) if out else np.zeros((0, k, NDIM), np.int16)
+    lowest, corner = scores.reshape(n, height * width, n_corners).min(dim=2)
+    pixel = torch.topk(lowest, k, dim=1, largest=False, sorted=True).indices
+    corner = corner.gather(1, pixel).cpu().numpy()
+    cand = np.empty((n, k, NDIM), dtype=np.int16)
+    cand[..., Y], cand[..., X] = np.divmod(pixel.cpu().numpy(), width)
+    cand[..., R:] = CORNERS[corner]
+    return cand
 
 
 def neighbourhood(best: np.ndarray, radius: int, height: int, width: int) -> np.ndarray:
@@ -67,24 +44,6 @@ def neighbourhood(best: np.ndarray, radius: int, height: int, width: int) -> np.
     cand[..., Y] = np.clip(best[:, None, None, Y] + dy[None, :, None], 0, height - 1)
     cand[..., R:] = CORNERS[None, None]
     return cand.reshape(n, n_pix * n_col, NDIM)
-
-
-def update_flip_first(
-    best: Best, rows: np.ndarray, pop: np.ndarray, fit: np.ndarray, flip: np.ndarray, counts: np.ndarray
-) -> None:
-    """Fold an evaluated (len(rows), P) population into the best-so-far candidates, a candidate that
-    flips the prediction (where ``counts``, per row: the clean prediction is correct) before any that
-    does not, then the lower true-class probability."""
-    real = flip & counts[:, None]
-    score = fit - 2.0 * real  # probabilities are in [0, 1]: a real flip always ranks first
-    j = score.argmin(axis=1)
-    a = np.arange(len(rows))
-    current = best.prob[rows] - 2.0 * (best.flip[rows] & counts)
-    better = score[a, j] < current
-    r, jj = rows[better], j[better]
-    best.cand[r] = pop[better, jj]
-    best.prob[r] = fit[better, jj]
-    best.flip[r] = flip[better, jj]
 
 
 def ranked_search(
@@ -124,21 +83,15 @@ def ranked_search(
 
     device = torch.device(device)
     best = Best.empty(n)
-    if not prepared:  # a caller that searches many blocks prepares it once
-        model = inference_model(model, device, params.precision)
-    with torch.no_grad():  # not inference mode: the gradient pass differentiates through these
-        prob = make_problem(model, images, labels, mean, std, device, params.batch_size)
+    prob, prob_before, clean_correct = start(model, images, labels, mean, std, params, device, prepared)
     everyone = np.arange(n)
-    with torch.inference_mode():
-        prob_before, wrong = prob.evaluate(everyone, None)
-    clean_correct = ~wrong
-    seeds = pixel_seeds(prob, top_k)
+    seeds = gradient_seeds(prob, top_k, top_pixel_seeds)
     best.queries += 2  # the clean forward and the gradient forward+backward
     with torch.inference_mode():
         n_seeds = seeds.shape[1]
         p, f = prob.evaluate(np.repeat(everyone, n_seeds), seeds.reshape(-1, NDIM))
         best.queries += n_seeds
-        update_flip_first(best, everyone, seeds, p.reshape(n, n_seeds), f.reshape(n, n_seeds), clean_correct)
+        best.update(everyone, seeds, p.reshape(n, n_seeds), f.reshape(n, n_seeds), clean_correct)
         active = everyone[~(clean_correct & best.flip)]
         for _ in range(rounds):
             if not len(active):
@@ -148,7 +101,7 @@ def ranked_search(
             m = cand.shape[1]
             p, f = prob.evaluate(np.repeat(active, m), cand.reshape(-1, NDIM))
             best.queries[active] += m
-            update_flip_first(best, active, cand, p.reshape(-1, m), f.reshape(-1, m), clean_correct[active])
+            best.update(active, cand, p.reshape(-1, m), f.reshape(-1, m), clean_correct[active])
             improved = best.prob[active] < before
             active = active[improved & ~(clean_correct[active] & best.flip[active])]
     return result_arrays(best, prob_before, clean_correct)

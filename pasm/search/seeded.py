@@ -5,12 +5,11 @@ strength (benchmarks/point_search.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 
-from pasm.nn.inference import inference_model
 from pasm.search.candidates import (
     NDIM,
     Best,
@@ -21,8 +20,8 @@ from pasm.search.candidates import (
     build_perturbed,
     check_inputs,
     forward,
-    make_problem,
     result_arrays,
+    start,
 )
 from pasm.search.de import INIT_DRAWS, evolve, initial_population
 from pasm.search.params import SearchParams, check_strategy
@@ -79,9 +78,12 @@ def best_members(
     return take(cand), take(fit), take(flip)
 
 
-def _seeds(prob: Problem, k: int) -> np.ndarray:
-    """(N, k', 5) int16 first-order seeds of every image (see corner_scores), one forward+backward per
-    image in chunks of the batch size; only the chosen candidates are kept, never the score maps."""
+def gradient_seeds(
+    prob: Problem, k: int, pick: Callable[[torch.Tensor, int], np.ndarray] = top_seeds
+) -> np.ndarray:
+    """(N, k', 5) int16 first-order seeds of every image: ``pick`` (default top_seeds) applied to its
+    corner_scores, one forward+backward per image in chunks of the batch size; only the chosen
+    candidates are kept, never the score maps."""
     n = len(prob.clean)
     device = prob.clean.device
     out = []
@@ -93,9 +95,11 @@ def _seeds(prob: Problem, k: int) -> np.ndarray:
                 prob.clean, rows, torch.arange(e - s, device=device), None, prob.mean, prob.std
             )
         grad = input_gradient(prob.model, batch, prob.labels[s:e])
-        out.append(top_seeds(corner_scores(grad, prob.clean[s:e], prob.std), k))
-    height, width = prob.clean.shape[2:]
-    return np.concatenate(out) if out else np.zeros((0, min(k, 8 * height * width), NDIM), np.int16)
+        out.append(pick(corner_scores(grad, prob.clean[s:e], prob.std), k))
+    if out:
+        return np.concatenate(out)
+    empty = torch.zeros((1, *prob.clean.shape[2:], len(CORNERS)), device=prob.clean.device)
+    return pick(empty, k)[:0]
 
 
 def seeded_search(
@@ -140,15 +144,9 @@ def seeded_search(
     device = torch.device(device)
     keys = image_keys(params.seed, indices)
     best = Best.empty(n)
-    if not prepared:  # a caller that searches many blocks prepares it once
-        model = inference_model(model, device, params.precision)
-    with torch.no_grad():  # not inference mode: the gradient pass differentiates through these
-        prob = make_problem(model, images, labels, mean, std, device, params.batch_size)
+    prob, prob_before, clean_correct = start(model, images, labels, mean, std, params, device, prepared)
     everyone = np.arange(n)
-    with torch.inference_mode():
-        prob_before, wrong = prob.evaluate(everyone, None)
-    clean_correct = ~wrong
-    seeds = _seeds(prob, top_k)
+    seeds = gradient_seeds(prob, top_k)
     best.queries += 2  # the clean forward and the gradient forward+backward
     with torch.inference_mode():
         n_seeds = seeds.shape[1]
