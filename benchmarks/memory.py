@@ -145,6 +145,25 @@ def run_stages(
     common = {"train_split": "train", "train_subset": None, "seed": 0}
     w = "pasm.workflow."
     round0, shard_de, points = str(out / "round0.pt"), str(out / "shard_de.h5"), str(out / "points.h5")
+
+    def search(strategy: str) -> tuple[str, dict[str, Any]]:
+        """One search shard over the whole training split, with `strategy`'s settings."""
+        block = search_block(strategy, args, fer_run and strategy == "seeded")
+        shard = shard_de if strategy == "de" else str(out / f"shard_{strategy}.h5")
+        return (
+            w + "search:search_points",
+            dict(
+                faces=faces,
+                model=round0,
+                points=shard,
+                scatteritem="1-of-1",
+                r=1,
+                search=block,
+                progress=False,
+                **common,
+            ),
+        )
+
     jobs = {
         "faces": (
             w + "data:faces",
@@ -173,45 +192,7 @@ def run_stages(
                 **common,
             ),
         ),
-        "search_de": (
-            w + "search:search_points",
-            dict(
-                faces=faces,
-                model=round0,
-                points=shard_de,
-                scatteritem="1-of-1",
-                r=1,
-                search=search_block("de", args),
-                progress=False,
-                **common,
-            ),
-        ),
-        "search_seeded": (
-            w + "search:search_points",
-            dict(
-                faces=faces,
-                model=round0,
-                points=str(out / "shard_seeded.h5"),
-                scatteritem="1-of-1",
-                r=1,
-                search=search_block("seeded", args, fer_run),
-                progress=False,
-                **common,
-            ),
-        ),
-        "search_ranked": (
-            w + "search:search_points",
-            dict(
-                faces=faces,
-                model=round0,
-                points=str(out / "shard_ranked.h5"),
-                scatteritem="1-of-1",
-                r=1,
-                search=search_block("ranked", args),
-                progress=False,
-                **common,
-            ),
-        ),
+        **{f"search_{strategy}": search(strategy) for strategy in ("de", "seeded", "ranked")},
         "gather": (w + "search:gather_points", dict(shards=[shard_de], faces=faces, points=points, **common)),
         "masking": (
             w + "search:masked_samples",

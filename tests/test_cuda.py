@@ -124,50 +124,46 @@ def test_distillation_with_a_teacher_reading_hdf5(tmp_path):
     assert any(not torch.equal(v, before[k]) for k, v in student.state_dict().items())
 
 
-@pytest.mark.parametrize("precision", ["bfloat16", "float32"])
-def test_de_finds_the_planted_pixel_on_cuda(precision):
-    images = de_case.planted_images(12)
-    labels = np.zeros(12, dtype=np.int64)
-    search = SearchParams(population=30, generations=40, batch_size=0, precision=precision)  # 0: CUDA's 1024
+def _search_on_cuda(model, images, **settings):
+    """find_points on CUDA at CUDA's default forward batch (0: 1024) for images whose label is 0."""
+    labels = np.zeros(len(images), dtype=np.int64)
     out = find_points(
-        de_case.PlantedModel(),
+        model,
         images,
         labels,
         mean=search_cases.MEAN,
         std=search_cases.STD,
-        params=search,
+        params=SearchParams(batch_size=0, **settings),
         device=CUDA,
         progress=False,
     )
     assert out["clean_correct"].all() and out["flipped"].all()
+    return out
+
+
+@pytest.mark.parametrize("precision", ["bfloat16", "float32"])
+def test_de_finds_the_planted_pixel_on_cuda(precision):
+    out = _search_on_cuda(
+        de_case.PlantedModel(), de_case.planted_images(12), population=30, generations=40, precision=precision
+    )
     np.testing.assert_array_equal(out["x"], de_case.PX)
     np.testing.assert_array_equal(out["y"], de_case.PY)
     assert (out["rgb"][:, 0] > 153).all()
 
 
+@pytest.mark.parametrize("strategy", ["seeded", "ranked"])
 @pytest.mark.parametrize("precision", ["bfloat16", "float32"])
-def test_seeded_finds_the_planted_pixel_on_cuda(precision):
-    images = seeded_case.planted_images(10)
-    labels = np.zeros(10, dtype=np.int64)
-    search = SearchParams(
-        strategy="seeded",
+def test_gradient_strategies_find_the_planted_pixel_on_cuda(strategy, precision):
+    out = _search_on_cuda(
+        seeded_case.GreenOverRedModel(),
+        seeded_case.planted_images(10),
+        strategy=strategy,
         top_k=3,
+        top_pixels=3,
         refine_population=20,
         refine_generations=3,
-        batch_size=0,
         precision=precision,
     )
-    out = find_points(
-        seeded_case.GreenOverRedModel(),
-        images,
-        labels,
-        mean=search_cases.MEAN,
-        std=search_cases.STD,
-        params=search,
-        device=CUDA,
-        progress=False,
-    )
-    assert out["clean_correct"].all() and out["flipped"].all()
     np.testing.assert_array_equal(out["x"], seeded_case.PX)
     np.testing.assert_array_equal(out["y"], seeded_case.PY)
     np.testing.assert_array_equal(out["rgb"][:, :2], [[0, 255]] * 10)  # red off, green on
