@@ -22,6 +22,18 @@ SEEDS = {
         "shards": 1,
         "ablation": {"variants": ["random_erasing"], "mask_sizes": [], "betas": []},
     },
+    "robustness": {
+        "fills": ["grey", "noise"],
+        "occlusions": ["eyes", "lower"],
+        "patches": [25],
+        "corruptions": ["gaussian_noise", "jpeg"],
+        "severities": [1, 3],
+        "attack_faces": 10,
+        "attacks": {
+            "ranked": {"strategy": "ranked", "top_pixels": 4, "local_rounds": 1},
+            "de": {"strategy": "de", "population": 6, "generations": 2, "block": 4},
+        },
+    },
 }
 PER_SEED = {
     "pretrain": 1,
@@ -90,4 +102,43 @@ def test_changing_one_seed_reruns_only_that_seeds_jobs(seeds_run):
         for path in line.split(", "):
             assert path.startswith(("results/tiny/seed3/", "results/tiny/comparison.")), path
     proc = run_snakemake(seeds_run, "-n", "--cores", "2", "results/tiny/comparison.md")
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_robustness_of_two_seeds(seeds_run):
+    """results/tiny/robustness.* from a real run: every method and seed, the clean rows equal to the
+    comparison's, the corrupted copies of both evaluation splits, both attacks; a rerun does nothing."""
+    run_snakemake(seeds_run, "--cores", "2", "results/tiny/robustness.md")
+    base = seeds_run / "results/tiny"
+    for seed in (1, 2):
+        for sub in ("round0", "round1", "ablation/random_erasing"):
+            folder = base / f"seed{seed}/{sub}/robustness"
+            assert sorted(p.name for p in folder.iterdir()) == [
+                "attack_de.h5",
+                "attack_ranked.h5",
+                "corruptions.h5",
+            ]
+    rows = list(csv.DictReader((base / "robustness.csv").open()))
+    comparison = {(r["set"], r["method"]): r for r in csv.DictReader((base / "comparison.csv").open())}
+    clean = [r for r in rows if r["kind"] == "clean"]
+    assert len(clean) == len(comparison) == 9
+    for r in clean:
+        c = comparison[(r["set"].removeprefix("clean "), r["method"])]
+        assert all(r[k] == v for k, v in c.items() if k != "set"), r["set"]
+    copies = ["occlusion/eyes/grey", "occlusion/eyes/noise", "occlusion/lower/grey", "occlusion/lower/noise"]
+    copies += ["patch/25", "gaussian_noise/1", "gaussian_noise/3", "jpeg/1", "jpeg/3"]
+    corrupted = [r["set"] for r in rows if r["kind"] == "corruption" and r["method"] == "round1"]
+    assert corrupted == [f"{split}/{c}" for split in ("test", "occlusion") for c in copies]
+    attacks = {(r["set"], r["method"]): r for r in rows if r["kind"] == "attack"}
+    assert set(attacks) == {
+        (f"attack {a}", m) for a in ("ranked", "de") for m in ("round0", "round1", "random_erasing")
+    }
+    for r in attacks.values():
+        assert r["n"] == "10" and r["seeds"] == "2" and 0 <= float(r["attack_success_mean"]) <= 1
+    md = (base / "robustness.md").read_text()
+    assert "seeds [1, 2]" in md and "## attack de (10 faces" in md and "Cost: this evaluation took" in md
+    assert (base / "robustness.png").stat().st_size > 5000 and (
+        base / "robustness_examples.png"
+    ).stat().st_size > 5000
+    proc = run_snakemake(seeds_run, "-n", "--cores", "2", "results/tiny/robustness.md")
     assert "Nothing to be done" in proc.stdout + proc.stderr

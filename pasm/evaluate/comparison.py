@@ -20,19 +20,20 @@ from pasm.evaluate.plots import comparison_plot
 log = logging.getLogger(__name__)
 
 
-def mean_class_accuracy(labels: np.ndarray, predicted: np.ndarray) -> float:
-    """Mean recall over the classes that have faces."""
-    classes = np.unique(labels)
-    return float(np.mean([(predicted[labels == c] == c).mean() for c in classes]))
+def mean_class_accuracy(labels: np.ndarray, correct: np.ndarray) -> float:
+    """Mean recall over the classes that have faces, from each face's score (1 right, 0 wrong, or
+    a share of its corrupted copies that are right)."""
+    return float(np.mean([correct[labels == c].mean() for c in np.unique(labels)]))
 
 
 def load_correct(
     prediction_paths: Sequence[str | Path], methods: Sequence[str], seeds: Sequence[int]
 ) -> dict[str, dict[str, Any]]:
-    """Per evaluated set: labels and, per method, the (seeds, faces) predictions and 0/1 correct flags.
+    """Per evaluated set: labels and, per method, the (seeds, faces) 0/1 correct flags.
 
     ``prediction_paths`` holds method 0's files for every seed, then method 1's, ...; every file
-    must hold the same sets with the same faces (rows), or the comparison would not be paired.
+    must hold the same sets with the same faces (rows), or the comparison would not be paired. A
+    set's table holds ``logits`` or the ``predicted`` classes.
     """
     if len(prediction_paths) != len(methods) * len(seeds):
         raise ValueError(
@@ -45,7 +46,7 @@ def load_correct(
     sets: dict[str, dict[str, Any]] = {}
     for name in order:
         table = first[name]
-        sets[name] = {"rows": table["rows"], "labels": table["labels"], "predicted": {}, "correct": {}}
+        sets[name] = {"rows": table["rows"], "labels": table["labels"], "correct": {}}
     for i, method in enumerate(methods):
         for j in range(len(seeds)):
             path, groups = prediction_paths[i * len(seeds) + j], loaded[i * len(seeds) + j]
@@ -54,11 +55,10 @@ def load_correct(
             for name, s in sets.items():
                 if not np.array_equal(groups[name]["rows"], s["rows"]):
                     raise ValueError(f"{path}: the faces of {name} differ from those in {first_path}")
-                pred = groups[name]["logits"].argmax(1)
-                s["predicted"].setdefault(method, []).append(pred)
+                table = groups[name]
+                pred = table["predicted"] if "predicted" in table else table["logits"].argmax(1)
                 s["correct"].setdefault(method, []).append((pred == s["labels"]).astype(np.int8))
     for s in sets.values():
-        s["predicted"] = {m: np.stack(v) for m, v in s["predicted"].items()}
         s["correct"] = {m: np.stack(v) for m, v in s["correct"].items()}
     return sets
 
@@ -76,13 +76,14 @@ def comparison_rows(
     seed: int = 0,
 ) -> list[dict[str, Any]]:
     """One row per (set, method): n, seeds, accuracy and mean class accuracy (mean, sd over seeds)
-    and, per reference, the paired difference, its 95% interval and the McNemar p-value."""
+    and, per reference, the paired difference, its 95% interval and the McNemar p-value (NaN for a
+    set of per-face shares rather than 0/1 flags, where McNemar does not apply)."""
     rows = []
     for set_name, s in sets.items():
         for method in methods:
             correct = s["correct"][method]
             acc = correct.mean(axis=1)
-            mca = np.array([mean_class_accuracy(s["labels"], p) for p in s["predicted"][method]])
+            mca = np.array([mean_class_accuracy(s["labels"], c) for c in correct])
             row = {
                 "set": set_name,
                 "method": method,

@@ -196,3 +196,70 @@ def comparison_plot(
     if title:
         fig.suptitle(title)
     _save(fig, path)
+
+
+def robustness_plot(
+    rows: Sequence[dict], methods: Sequence[str], clean_set: str, path: str | Path, title: str = ""
+) -> None:
+    """Two panels from the robustness rows: each method's accuracy drop per corruption family (bars,
+    mean and sd over seeds; the clean accuracy in the legend), and its success rate per attack."""
+    fams = list(dict.fromkeys(r["set"] for r in rows if r["kind"] == "family"))
+    attacks = list(dict.fromkeys(r["set"] for r in rows if r["kind"] == "attack"))
+    get = {(r["set"], r["method"]): r for r in rows}
+    fig, (left, right) = plt.subplots(
+        1, 2, figsize=(13, 0.35 * max(len(fams), 1) * len(methods) / 2 + 2.5), width_ratios=[3, 1]
+    )
+    height = 0.8 / len(methods)
+    colours = plt.get_cmap("tab10")
+    for i, m in enumerate(methods):
+        clean = get.get((clean_set, m))
+        label = f"{m} (clean {100 * clean['accuracy_mean']:.1f}%)" if clean else m
+        y = np.arange(len(fams))[::-1] + 0.4 - (i + 0.5) * height
+        left.barh(
+            y,
+            [100 * get[(f, m)]["drop_mean"] for f in fams],
+            height=height,
+            xerr=[100 * np.nan_to_num(get[(f, m)]["drop_sd"]) for f in fams],
+            color=colours(i % 10),
+            capsize=2,
+            label=label,
+        )
+        ya = np.arange(len(attacks))[::-1] + 0.4 - (i + 0.5) * height
+        right.barh(
+            ya,
+            [100 * get[(a, m)]["attack_success_mean"] for a in attacks],
+            height=height,
+            xerr=[100 * np.nan_to_num(get[(a, m)]["attack_success_sd"]) for a in attacks],
+            color=colours(i % 10),
+            capsize=2,
+        )
+    left.set_yticks(np.arange(len(fams))[::-1], [f.removeprefix("drop ") for f in fams])
+    left.set_xlabel("accuracy drop, points (clean minus corrupted; mean +- sd over seeds)")
+    left.legend(fontsize=8, loc="lower right")
+    right.set_yticks(np.arange(len(attacks))[::-1], [a.removeprefix("attack ") for a in attacks])
+    right.set_xlabel("one-pixel attack success rate %")
+    right.set_xlim(0, 100)
+    if title:
+        fig.suptitle(title)
+    _save(fig, path)
+
+
+def corruption_examples(
+    faces: np.ndarray, copies: Sequence[tuple[str, np.ndarray]], path: str | Path, title: str = ""
+) -> None:
+    """A grid of example faces (rows): the clean face, then each named corrupted copy (columns)."""
+    cols = [("clean", faces), *copies]
+    fig, axes = plt.subplots(
+        len(faces), len(cols), figsize=(1.1 * len(cols), 1.2 * len(faces) + 0.6), squeeze=False
+    )
+    for j, (name, images) in enumerate(cols):
+        for i in range(len(faces)):
+            ax = axes[i, j]
+            ax.imshow(images[i])
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(name, fontsize=6, rotation=30, ha="left")
+    if title:
+        fig.suptitle(title)
+    _save(fig, path)

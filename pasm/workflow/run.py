@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from pasm.nn.numerics import set_cuda_numerics
-from pasm.workflow import ablation, data, evaluate, search, train
+from pasm.workflow import ablation, data, evaluate, robustness, search, train
 from pasm.workflow.placement import GPUUnavailable, job_placement
 
 DATA_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError)
@@ -119,6 +119,9 @@ STAGES: MappingProxyType[str, Callable[..., Any]] = MappingProxyType(
         "round_decision": evaluate.round_decision,
         "final": evaluate.final,
         "comparison": evaluate.comparison,
+        "robustness_corruptions": robustness.robustness_corruptions,
+        "robustness_attack": robustness.robustness_attack,
+        "robustness": robustness.robustness,
         # The ablations' points, masks, second backbone and scores are made as PASM round 1's are.
         "ablation_seeded_points": partial(search.search_points, scatteritem="1-of-1", r=1),
         "ablation_masked": partial(search.masked_samples, r=1),

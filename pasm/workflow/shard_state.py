@@ -123,12 +123,18 @@ def _inconsistency(table: dict[str, Any], attrs: dict[str, Any], index: np.ndarr
     return ""
 
 
-def shard_state(out_points: str | Path, inputs: Sequence[str | Path], settings: dict[str, Any]) -> ShardState:
-    """The state of the shard that writes ``out_points``: beside it, keyed by the SHA-256 of the
-    shard's input files and settings (and the state's layout)."""
+def shard_state(
+    out_points: str | Path,
+    inputs: Sequence[str | Path],
+    settings: dict[str, Any],
+    stage: str = "search_points",
+) -> ShardState:
+    """The state of the job that writes ``out_points`` (a search shard, or another ``stage`` that
+    searches in blocks): beside it, keyed by the SHA-256 of its input files and settings (and the
+    state's layout)."""
     blob = json.dumps(
         {
-            "stage": "search_points",
+            "stage": stage,
             "version": STATE_VERSION,
             "inputs": [file_sha256(p) for p in inputs],
             "settings": settings,

@@ -113,12 +113,24 @@ def comparison_seeds(wildcards):
     return CFG["seeds"] or [CFG["seed"]]
 
 
-def comparison_inputs(wildcards):
-    """predictions.h5 of every method for every seed, method-major (read in that order)."""
-    paths = []
-    for method in comparison_methods(wildcards):
-        sub = method if method.startswith("round") else f"ablation/{method}"
-        paths += [
-            f"results/{run}/{sub}/predictions.h5" for run in run_dirs(wildcards.ds)
+def method_dir(method):
+    """Where a compared method's files live below a run: round{r} or ablation/{variant}."""
+    return method if method.startswith("round") else f"ablation/{method}"
+
+
+def method_files(name):
+    """An input function: file `name` of every compared method for every seed, method-major (the
+    comparison and the robustness table read them in that order)."""
+
+    def paths(wildcards):
+        return [
+            f"results/{run}/{method_dir(method)}/{name}"
+            for method in comparison_methods(wildcards)
+            for run in run_dirs(wildcards.ds)
         ]
+
+    paths.__name__ = f"method_files_{name}"
     return paths
+
+
+comparison_inputs = method_files("predictions.h5")
