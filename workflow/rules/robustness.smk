@@ -8,53 +8,6 @@ wildcard_constraints:
     attack="[A-Za-z0-9_]+",
 
 
-def method_model(wildcards):
-    """The network of a compared method of a run."""
-    return f"results/{wildcards.ds}/{wildcards.method}/model.pt"
-
-
-def corruption_settings(wildcards):
-    """The robustness block without its attacks: changing an attack reruns no corruption job."""
-    return {k: v for k, v in CFG["robustness"].items() if k != "attacks"}
-
-
-def attack_search(wildcards):
-    """The attack's search block, without `threads` (the job's threads: changing them reruns nothing)."""
-    attacks = CFG["robustness"]["attacks"]
-    if wildcards.attack not in attacks:
-        raise WorkflowError(
-            f"attack {wildcards.attack!r} is not configured (robustness.attacks: {list(attacks)})"
-        )
-    return {k: v for k, v in attacks[wildcards.attack].items() if k != "threads"}
-
-
-def attack_threads(wildcards):
-    """CPU threads of an attack job: its search block's."""
-    return CFG["robustness"]["attacks"][wildcards.attack]["threads"]
-
-
-def attack_inputs(wildcards):
-    """Every attack's files, attack-major, then method-major like the other inputs."""
-    return [
-        path
-        for attack in CFG["robustness"]["attacks"]
-        for path in method_files(f"robustness/attack_{attack}.h5")(wildcards)
-    ]
-
-
-def training_inputs(wildcards):
-    """What the compared models' training time is read from: their train_log.csv and point files."""
-    logs = method_files("train_log.csv")(wildcards)
-    points = [
-        f"results/{run}/{method_dir(m)}/points.h5"
-        for m in comparison_methods(wildcards)
-        if (m.startswith("round") and m != "round0")
-        or (m in VARIANTS and VARIANTS[m].points == "seeded")
-        for run in run_dirs(wildcards.ds)
-    ]
-    return {"train_logs": logs, "points": points}
-
-
 rule robustness_corruptions:
     """A model's predicted classes on corrupted copies of every evaluation split's faces."""
     input:

@@ -1,6 +1,7 @@
-# The input functions and params of the ablation rules (ablation.smk) and of the comparison over
-# seeds (evaluate.smk): each maps wildcards to paths or plain values from the configured variants
-# (VARIANTS, common.smk; what each variant is: pasm.workflow.ablation.variant_table).
+# The input functions and params of the ablation rules (ablation.smk), of the comparison over
+# seeds (evaluate.smk) and of the robustness evaluation (robustness.smk): each maps wildcards to
+# paths or plain values from the configured variants (VARIANTS, common.smk; what each variant is:
+# pasm.workflow.ablation.variant_table) and the robustness block.
 
 
 # The variants that build their own masked.h5 (a regex that matches nothing when there are none).
@@ -134,3 +135,53 @@ def method_files(name):
 
 
 comparison_inputs = method_files("predictions.h5")
+
+
+# --------------------------------------------------------------------------- robustness
+
+
+def method_model(wildcards):
+    """The network of a compared method of a run."""
+    return f"results/{wildcards.ds}/{wildcards.method}/model.pt"
+
+
+def corruption_settings(wildcards):
+    """The robustness block without its attacks: changing an attack reruns no corruption job."""
+    return {k: v for k, v in CFG["robustness"].items() if k != "attacks"}
+
+
+def attack_search(wildcards):
+    """The attack's search block, without `threads` (the job's threads: changing them reruns nothing)."""
+    attacks = CFG["robustness"]["attacks"]
+    if wildcards.attack not in attacks:
+        raise WorkflowError(
+            f"attack {wildcards.attack!r} is not configured (robustness.attacks: {list(attacks)})"
+        )
+    return {k: v for k, v in attacks[wildcards.attack].items() if k != "threads"}
+
+
+def attack_threads(wildcards):
+    """CPU threads of an attack job: its search block's."""
+    return CFG["robustness"]["attacks"][wildcards.attack]["threads"]
+
+
+def attack_inputs(wildcards):
+    """Every attack's files, attack-major, then method-major like the other inputs."""
+    return [
+        path
+        for attack in CFG["robustness"]["attacks"]
+        for path in method_files(f"robustness/attack_{attack}.h5")(wildcards)
+    ]
+
+
+def training_inputs(wildcards):
+    """What the compared models' training time is read from: their train_log.csv and point files."""
+    logs = method_files("train_log.csv")(wildcards)
+    points = [
+        f"results/{run}/{method_dir(m)}/points.h5"
+        for m in comparison_methods(wildcards)
+        if (m.startswith("round") and m != "round0")
+        or (m in VARIANTS and VARIANTS[m].points == "seeded")
+        for run in run_dirs(wildcards.ds)
+    ]
+    return {"train_logs": logs, "points": points}
