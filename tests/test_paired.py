@@ -79,8 +79,17 @@ def test_a_real_difference_excludes_zero_and_is_reproducible():
 def test_mismatched_or_non_binary_inputs_are_rejected():
     with pytest.raises(ValueError, match="shape"):
         compare(np.ones((2, 3)), np.ones((3, 3)))
-    with pytest.raises(ValueError, match="0/1"):
+    with pytest.raises(ValueError, match="lie in \\[0, 1\\]"):
         compare(np.full((1, 3), 2), np.ones((1, 3)))
+    with pytest.raises(ValueError, match="0/1"):
+        mcnemar_exact(np.full((1, 3), 0.5), np.ones((1, 3)))
+
+
+def test_shares_get_a_bootstrap_interval_and_no_mcnemar():
+    a, b = np.array([[1.0, 0.5, 0.25, 1.0]]), np.array([[0.5, 0.5, 0.0, 0.75]])
+    stats = compare(a, b, n_boot=200)
+    assert np.isclose(stats["difference"], 0.25) and stats["ci_low"] <= 0.25 <= stats["ci_high"]
+    assert np.isnan(stats["p_value"])
 
 
 def test_one_seed_has_no_spread_in_the_table():
