@@ -11,6 +11,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from pasm.data.align import AlignSettings, template_points
 from pasm.data.h5store import Faces, read_faces, read_groups, read_table, write_groups, write_table
@@ -60,6 +61,7 @@ def robustness_corruptions(
     eval_splits: Sequence[str],
     robustness: dict[str, Any],
     device: str = "cpu",
+    progress: bool = True,
 ) -> None:
     """The model's predicted class for every corrupted copy of every evaluation split's faces, read
     and corrupted EVAL_BLOCK faces at a time; one table per (split, corruption)."""
@@ -75,6 +77,9 @@ def robustness_corruptions(
     for split in eval_splits:
         rows = data.rows(split)
         predicted = {c.key: np.empty(len(rows), np.int64) for c in todo}
+        bar = tqdm(
+            total=len(rows) * len(todo), desc=f"{split}: corrupted copies", unit="face", disable=not progress
+        )
         for start in range(0, len(rows), EVAL_BLOCK):
             part = rows[start : start + EVAL_BLOCK]
             images = np.asarray(data.images.subset(part)[:])
@@ -84,6 +89,8 @@ def robustness_corruptions(
                     prepared, copy, meta["mean"], meta["std"], batch_size=batch, device=torch_device
                 )
                 predicted[c.key][start : start + len(part)] = logits.argmax(1)
+                bar.update(len(part))
+        bar.close()
         for c in todo:
             acc = float(np.mean(predicted[c.key] == data.labels[rows])) if len(rows) else float("nan")
             log.info("%s %s: accuracy %.4f (n=%d)", split, c.key, acc, len(rows))
