@@ -261,5 +261,5 @@ def corruption_examples(
             if i == 0:
                 ax.set_title(name, fontsize=6, rotation=30, ha="left")
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, y=1.06)  # above the slanted column titles
     _save(fig, path)
