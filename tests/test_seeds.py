@@ -142,3 +142,48 @@ def test_robustness_of_two_seeds(seeds_run):
     ).stat().st_size > 5000
     proc = run_snakemake(seeds_run, "-n", "--cores", "2", "results/tiny/robustness.md")
     assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_a_killed_attack_continues_at_its_first_unfinished_block(seeds_run, tmp_path, caplog):
+    """The attack keeps its finished blocks as a search shard does: a rerun with a state of one block
+    searches only the rest (a marker planted in the state's block survives) and writes the same table."""
+    import logging
+
+    import numpy as np
+
+    from pasm.data.h5store import read_faces, read_table
+    from pasm.workflow.robustness import attack_rows, robustness_attack
+    from pasm.workflow.shard_state import shard_state
+
+    base = seeds_run / "results/tiny"
+    search = {**SEEDS["robustness"]["attacks"]["de"], "block": 4}
+    args = dict(
+        faces=str(base / "faces.h5"),
+        model=str(base / "seed1/round0/model.pt"),
+        attack_name="de",
+        split="test",
+        n_faces=10,
+        search=search,
+        seed=0,
+        progress=False,
+    )
+    whole = tmp_path / "whole.h5"
+    robustness_attack(attack=str(whole), **args)
+    table, _ = read_table(whole)
+    resumed = tmp_path / "resumed.h5"
+    settings = dict(search=search, block=4, split="test", n_faces=10, seed=0, device_type="cpu")
+    state = shard_state(resumed, [args["faces"], args["model"]], settings, stage="robustness_attack")
+    first = {k: v[:4].copy() for k, v in table.items() if k != "labels"}
+    first["prob_after"][:] = 0.123  # a marker: a block searched again would not keep it
+    state.save(first, 1, 4, 1.0)
+    with caplog.at_level(logging.INFO, logger="pasm.workflow.robustness"):
+        robustness_attack(attack=str(resumed), **args)
+    again, _ = read_table(resumed)
+    assert "resuming attack de at block 1 of 3 (4 faces done)" in caplog.text
+    rows = attack_rows(read_faces(args["faces"], with_images=False), "test", 10, 0)
+    assert np.array_equal(again["index"], rows) and (again["prob_after"][:4] == 0.123).all()
+    for key in table:
+        if key != "prob_after":
+            assert np.array_equal(again[key], table[key]), key
+    assert np.array_equal(again["prob_after"][4:], table["prob_after"][4:])
+    assert not state.path.exists()
