@@ -176,7 +176,7 @@ def test_a_killed_attack_continues_at_its_first_unfinished_block(seeds_run, tmp_
     first = {k: v[:4].copy() for k, v in table.items() if k != "labels"}
     first["prob_after"][:] = 0.123  # a marker: a block searched again would not keep it
     state.save(first, 1, 4, 1.0)
-    with caplog.at_level(logging.INFO, logger="pasm.workflow.robustness"):
+    with caplog.at_level(logging.INFO, logger="pasm.workflow"):
         robustness_attack(attack=str(resumed), **args)
     again, _ = read_table(resumed)
     assert "resuming attack de at block 1 of 3 (4 faces done)" in caplog.text

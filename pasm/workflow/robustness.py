@@ -22,7 +22,7 @@ from pasm.nn.inference import inference_model, predict_logits, resolve_device
 from pasm.nn.models import file_sha256, load_model
 from pasm.search import SearchParams, default_batch_size
 from pasm.workflow.placement import where_made
-from pasm.workflow.search import SEARCH_BLOCK, block_count, find_points_in_blocks
+from pasm.workflow.search import SEARCH_BLOCK, search_resumably
 from pasm.workflow.shard_state import shard_state
 
 log = logging.getLogger(__name__)
@@ -156,42 +156,21 @@ def robustness_attack(
         device_type=torch.device(torch_device).type,
     )
     state = shard_state(attack, [faces, model], settings, stage="robustness_attack")
-    finished = state.load(rows, block)
-    if finished.blocks:
-        log.info(
-            "resuming attack %s at block %d of %d (%d faces done) from %s",
-            attack_name,
-            finished.blocks,
-            block_count(len(rows), block),
-            finished.images,
-            state.path,
-        )
-    t0 = time.perf_counter()
-
-    def keep(found: dict[str, np.ndarray], blocks: int) -> None:
-        """Record the finished blocks, so that a killed job continues after them."""
-        state.save(
-            {"index": rows[: len(found["x"])], **found},
-            blocks,
-            block,
-            finished.seconds + time.perf_counter() - t0,
-        )
-
-    found = find_points_in_blocks(
+    found, seconds = search_resumably(
         net,
         data.images.subset(rows),
         data.labels[rows],
         rows,
+        rows,
+        state=state,
+        label=f"attack {attack_name}",
+        unit="faces",
         meta=meta,
         params=params,
         device=torch_device,
         progress=progress,
         block=block,
-        first_block=finished.blocks,
-        done={k: v for k, v in finished.table.items() if k != "index"},
-        on_block=keep,
     )
-    seconds = finished.seconds + time.perf_counter() - t0
     rates = attack_rates(found)
     log.info(
         "attack %s on %d faces in %.1f s: %d right before, %.1f%% of them flipped, mean prob. drop %.3f",

@@ -19,7 +19,7 @@ from pasm.search import SearchParams, find_points
 from pasm.train.masking import apply_masks
 from pasm.workflow.common import round_seed, train_rows
 from pasm.workflow.placement import where_made
-from pasm.workflow.shard_state import shard_state
+from pasm.workflow.shard_state import ShardState, shard_state
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +103,54 @@ def find_points_in_blocks(
     return found
 
 
+def search_resumably(
+    net: torch.nn.Module,
+    images: Any,
+    labels: np.ndarray,
+    indices: np.ndarray,
+    index: np.ndarray,
+    *,
+    state: ShardState,
+    label: str,
+    unit: str = "images",
+    **search: Any,
+) -> tuple[dict[str, np.ndarray], float]:
+    """find_points_in_blocks continued from ``state`` (the finished blocks of an earlier, killed run
+    of the job ``label``), recording each finished block there; the results and the search seconds
+    of all runs. ``index``: the rows' keys kept in the state; ``search``: find_points_in_blocks'
+    keywords (meta, params, device, progress, block)."""
+    block = int(search.get("block") or SEARCH_BLOCK)
+    finished = state.load(index, block)
+    if finished.blocks:
+        log.info(
+            "resuming %s at block %d of %d (%d %s done) from %s",
+            label,
+            finished.blocks,
+            block_count(len(index), block),
+            finished.images,
+            unit,
+            state.path,
+        )
+    t0 = time.perf_counter()
+
+    def keep(found: dict[str, np.ndarray], blocks: int) -> None:
+        """Record the finished blocks, so that a killed job continues after them."""
+        elapsed = finished.seconds + time.perf_counter() - t0
+        state.save({"index": index[: len(found["x"])], **found}, blocks, block, elapsed)
+
+    found = find_points_in_blocks(
+        net,
+        images,
+        labels,
+        indices,
+        **{**search, "block": block},
+        first_block=finished.blocks,
+        done={k: v for k, v in finished.table.items() if k != "index"},
+        on_block=keep,
+    )
+    return found, finished.seconds + time.perf_counter() - t0
+
+
 def search_points(
     *,
     faces: str,
@@ -142,39 +190,20 @@ def search_points(
         device_type=torch.device(torch_device).type,
     )
     state = shard_state(points, [faces, model], settings)
-    finished = state.load(index, block)
-    if finished.blocks:
-        log.info(
-            "resuming shard %d/%d at block %d of %d (%d images done) from %s",
-            shard,
-            n_shards,
-            finished.blocks,
-            block_count(len(sel), block),
-            finished.images,
-            state.path,
-        )
-    t0 = time.perf_counter()
-
-    def keep(found: dict[str, np.ndarray], blocks: int) -> None:
-        """Record the finished blocks, so that a killed shard continues after them."""
-        elapsed = finished.seconds + time.perf_counter() - t0
-        state.save({"index": index[: len(found["x"])], **found}, blocks, block, elapsed)
-
-    found = find_points_in_blocks(
+    found, seconds = search_resumably(
         net,
         data.images.subset(sel),
         data.labels[sel],
         np.arange(start, stop),
+        index,
+        state=state,
+        label=f"shard {shard}/{n_shards}",
         meta=meta,
         params=params,
         device=torch_device,
         progress=progress,
         block=block,
-        first_block=finished.blocks,
-        done={k: v for k, v in finished.table.items() if k != "index"},
-        on_block=keep,
     )
-    seconds = finished.seconds + time.perf_counter() - t0
     table = {"index": index, **{k: found[k] for k in POINT_FIELDS if k != "index"}}
     n = len(sel)
     log.info(
